@@ -1,0 +1,275 @@
+"""The cluster as placement sees it, built from plain Node and Pod dicts as the API returns them.
+
+Node facts come from what the GPU operator publishes (labels nvidia.com/gpu.product,
+nvidia.com/gpu.memory; allocatable nvidia.com/gpu) and from berth's exporter (annotations
+berth.dev/health, berth.dev/idle-watts). Free capacity is allocatable minus what the node's
+non-terminated pods request, counted the way kube-scheduler counts it.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+from berth.core.catalog import CPU, AcceleratorName, resolve
+from berth.core.quantity import QuantityError, to_int, to_millis
+
+GPU_RESOURCE = "nvidia.com/gpu"
+LABEL_GPU_PRODUCT = "nvidia.com/gpu.product"
+LABEL_GPU_MEMORY = "nvidia.com/gpu.memory"  # MiB per GPU
+LABEL_CPU_CLASS = "berth.dev/cpu-class"
+ANNOTATION_HEALTH = "berth.dev/health"
+ANNOTATION_IDLE_WATTS = "berth.dev/idle-watts"
+
+
+class Health(StrEnum):
+    HEALTHY = "healthy"
+    DEGRADED = "degraded"
+    UNHEALTHY = "unhealthy"
+    UNKNOWN = "unknown"  # no exporter has reported on this node
+
+
+@dataclass(frozen=True)
+class Taint:
+    key: str
+    value: str
+    effect: str
+
+
+@dataclass(frozen=True)
+class Resources:
+    gpus: int = 0
+    cpu_millis: int = 0
+    memory_bytes: int = 0
+
+    def __add__(self, other: Resources) -> Resources:
+        return Resources(
+            self.gpus + other.gpus,
+            self.cpu_millis + other.cpu_millis,
+            self.memory_bytes + other.memory_bytes,
+        )
+
+    def __sub__(self, other: Resources) -> Resources:
+        return Resources(
+            self.gpus - other.gpus,
+            self.cpu_millis - other.cpu_millis,
+            self.memory_bytes - other.memory_bytes,
+        )
+
+    def max(self, other: Resources) -> Resources:
+        return Resources(
+            max(self.gpus, other.gpus),
+            max(self.cpu_millis, other.cpu_millis),
+            max(self.memory_bytes, other.memory_bytes),
+        )
+
+
+@dataclass(frozen=True)
+class NodeState:
+    name: str
+    accelerator: AcceleratorName  # type "cpu" for CPU-only nodes; unknown GPUs keep the raw name
+    gpu_memory_mib: int | None
+    cpu_class: str | None
+    allocatable: Resources
+    requested: Resources
+    workload_pods: int  # non-terminated pods other than DaemonSet pods: the node is awake
+    ready: bool
+    cordoned: bool
+    taints: tuple[Taint, ...]
+    health: Health
+    idle_watts: float | None  # measured by berth's exporter, when it runs there
+    labels: Mapping[str, str] = field(default_factory=dict)
+    problems: tuple[str, ...] = ()  # node facts we could not use, and why
+
+    @property
+    def free(self) -> Resources:
+        return self.allocatable - self.requested
+
+    @property
+    def cpu_only(self) -> bool:
+        return self.accelerator.type == CPU
+
+    @property
+    def awake(self) -> bool:
+        return self.workload_pods > 0
+
+    @property
+    def usable(self) -> bool:
+        """Ready, not cordoned, not reported unhealthy, and of a type we know."""
+        return (
+            self.ready
+            and not self.cordoned
+            and self.health is not Health.UNHEALTHY
+            and self.accelerator.known
+        )
+
+
+@dataclass(frozen=True)
+class ClusterSnapshot:
+    nodes: tuple[NodeState, ...]
+
+    def node(self, name: str) -> NodeState:
+        for node in self.nodes:
+            if node.name == name:
+                return node
+        raise KeyError(name)
+
+
+# --- pods --------------------------------------------------------------------------------
+
+
+def is_terminated(pod: Mapping[str, Any]) -> bool:
+    return (pod.get("status") or {}).get("phase") in ("Succeeded", "Failed")
+
+
+def _container_requests(container: Mapping[str, Any]) -> Resources:
+    """A container's requests; a resource with only a limit requests its limit, as the API
+    server defaults it."""
+    res = container.get("resources") or {}
+    merged = {**(res.get("limits") or {}), **(res.get("requests") or {})}
+    return _resources(merged)
+
+
+def _resources(values: Mapping[str, Any]) -> Resources:
+    return Resources(
+        gpus=to_int(values.get(GPU_RESOURCE, 0)),
+        cpu_millis=to_millis(values.get("cpu", 0)),
+        memory_bytes=to_int(values.get("memory", 0)),
+    )
+
+
+def pod_requests(pod: Mapping[str, Any]) -> Resources:
+    """Effective requests, as kube-scheduler computes them: the larger of the app containers'
+    sum and each init container's need; sidecars (init containers with restartPolicy Always)
+    run alongside both; plus the pod's overhead."""
+    spec = pod.get("spec") or {}
+    total = Resources()
+    for container in spec.get("containers") or ():
+        total += _container_requests(container)
+    sidecars = Resources()
+    init_peak = Resources()
+    for container in spec.get("initContainers") or ():
+        need = _container_requests(container)
+        if container.get("restartPolicy") == "Always":
+            total += need
+            sidecars += need
+            need = sidecars
+        else:
+            need += sidecars
+        init_peak = init_peak.max(need)
+    return total.max(init_peak) + _resources(spec.get("overhead") or {})
+
+
+def _is_daemon(pod: Mapping[str, Any]) -> bool:
+    owners = (pod.get("metadata") or {}).get("ownerReferences") or ()
+    return any(ref.get("kind") == "DaemonSet" for ref in owners)
+
+
+# --- nodes -------------------------------------------------------------------------------
+
+
+def _node_state(node: Mapping[str, Any], pods: list[Mapping[str, Any]]) -> NodeState:
+    meta = node.get("metadata") or {}
+    spec = node.get("spec") or {}
+    status = node.get("status") or {}
+    labels: Mapping[str, str] = meta.get("labels") or {}
+    annotations: Mapping[str, str] = meta.get("annotations") or {}
+    name = str(meta.get("name", ""))
+    problems: list[str] = []
+
+    try:
+        allocatable = _resources(status.get("allocatable") or {})
+    except QuantityError as exc:
+        allocatable = Resources()
+        problems.append(f"allocatable unreadable: {exc}")
+
+    product = labels.get(LABEL_GPU_PRODUCT)
+    if product is not None:
+        accelerator = resolve(product)
+        if not accelerator.known:
+            problems.append(f"unknown accelerator {product!r} in {LABEL_GPU_PRODUCT}")
+    elif allocatable.gpus > 0:
+        accelerator = AcceleratorName("", None)
+        problems.append(f"{GPU_RESOURCE} allocatable but no {LABEL_GPU_PRODUCT} label")
+    else:
+        accelerator = AcceleratorName(CPU, CPU)
+
+    gpu_memory = None
+    if LABEL_GPU_MEMORY in labels:
+        raw = labels[LABEL_GPU_MEMORY]
+        if raw.isdigit():
+            gpu_memory = int(raw)
+        else:
+            problems.append(f"{LABEL_GPU_MEMORY}={raw!r} is not a whole number of MiB")
+
+    health = Health.UNKNOWN
+    if ANNOTATION_HEALTH in annotations:
+        raw = annotations[ANNOTATION_HEALTH]
+        if raw in {h.value for h in Health}:
+            health = Health(raw)
+        else:
+            problems.append(
+                f"{ANNOTATION_HEALTH}={raw!r} is not one of {[h.value for h in Health]}"
+            )
+
+    idle_watts = None
+    if ANNOTATION_IDLE_WATTS in annotations:
+        raw = annotations[ANNOTATION_IDLE_WATTS]
+        try:
+            idle_watts = float(raw)
+        except ValueError:
+            idle_watts = math.nan
+        if not (math.isfinite(idle_watts) and idle_watts >= 0):
+            problems.append(f"{ANNOTATION_IDLE_WATTS}={raw!r} is not a non-negative number")
+            idle_watts = None
+
+    requested = Resources()
+    workload_pods = 0
+    for pod in pods:
+        try:
+            requested += pod_requests(pod)
+        except QuantityError as exc:
+            pod_name = (pod.get("metadata") or {}).get("name")
+            problems.append(f"pod {pod_name} requests unreadable: {exc}")
+        workload_pods += not _is_daemon(pod)
+
+    conditions = status.get("conditions") or ()
+    ready = any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)
+    taints = tuple(
+        Taint(t.get("key", ""), t.get("value", ""), t.get("effect", ""))
+        for t in spec.get("taints") or ()
+    )
+    return NodeState(
+        name=name,
+        accelerator=accelerator,
+        gpu_memory_mib=gpu_memory,
+        cpu_class=labels.get(LABEL_CPU_CLASS),
+        allocatable=allocatable,
+        requested=requested,
+        workload_pods=workload_pods,
+        ready=ready,
+        cordoned=bool(spec.get("unschedulable", False)),
+        taints=taints,
+        health=health,
+        idle_watts=idle_watts,
+        labels=dict(labels),
+        problems=tuple(problems),
+    )
+
+
+def build_snapshot(
+    nodes: Iterable[Mapping[str, Any]], pods: Iterable[Mapping[str, Any]]
+) -> ClusterSnapshot:
+    """Nodes sorted by name, so the same cluster always gives the same snapshot."""
+    by_node: dict[str, list[Mapping[str, Any]]] = {}
+    for pod in pods:
+        node_name = (pod.get("spec") or {}).get("nodeName")
+        if node_name and not is_terminated(pod):
+            by_node.setdefault(node_name, []).append(pod)
+    states = (
+        _node_state(n, by_node.get((n.get("metadata") or {}).get("name", ""), [])) for n in nodes
+    )
+    return ClusterSnapshot(tuple(sorted(states, key=lambda s: s.name)))
