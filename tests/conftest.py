@@ -13,6 +13,7 @@ ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "examples"
 
 
+@pytest.fixture(scope="session")
 def shared_data() -> Path:
     """../shared/data beside the checkout (BERTH_SHARED_DATA overrides)."""
     path = Path(os.environ.get("BERTH_SHARED_DATA", ROOT.parent / "shared" / "data"))

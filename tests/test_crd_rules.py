@@ -117,29 +117,62 @@ SCHEMA_CASES: list[tuple[str, Mutation, str, str]] = [
     ("required template", _drop("spec.template"), "spec.template", "required field"),
     ("unknown field", _set("spec.accelerator", {}), "spec.accelerator", "unknown field"),
     ("minimum", _set("spec.accelerators.count.min", 0), "spec.accelerators.count.min", "less"),
-    ("maximum", _set("spec.objective", {"type": "balanced", "weight": 1.5}),
-     "spec.objective.weight", "greater"),
-    ("exclusive minimum", _set("spec.workload.flopsPerSample", 0),
-     "spec.workload.flopsPerSample", "less than or equal to the minimum"),
+    (
+        "maximum",
+        _set("spec.objective", {"type": "balanced", "weight": 1.5}),
+        "spec.objective.weight",
+        "greater",
+    ),
+    (
+        "exclusive minimum",
+        _set("spec.workload.flopsPerSample", 0),
+        "spec.workload.flopsPerSample",
+        "less than or equal to the minimum",
+    ),
     ("type", _set("spec.priority", "high"), "spec.priority", "is not of type"),
     ("deadline pattern", _set("spec.deadline", "tomorrow"), "spec.deadline", "must match"),
-    ("quantity pattern", _set("spec.workload.memoryPerReplica", "lots"),
-     "spec.workload.memoryPerReplica", "must match"),
-    ("type pattern", _set("spec.accelerators.types", ["A100"]),
-     "spec.accelerators.types[0]", "must match"),
-    ("set uniqueness", _set("spec.accelerators.types", ["a100", "a100"]),
-     "spec.accelerators.types", "duplicate"),
-    ("max items", _set("spec.accelerators.types", [f"t{i}" for i in range(17)]),
-     "spec.accelerators.types", "too long"),
-    ("containers", _set("spec.template.spec.containers", []),
-     "spec.template.spec.containers", "should be non-empty"),
-    ("image", _set("spec.template.spec.containers", [{"name": "x"}]),
-     "spec.template.spec.containers[0].image", "required field"),
+    (
+        "quantity pattern",
+        _set("spec.workload.memoryPerReplica", "lots"),
+        "spec.workload.memoryPerReplica",
+        "must match",
+    ),
+    (
+        "type pattern",
+        _set("spec.accelerators.types", ["A100"]),
+        "spec.accelerators.types[0]",
+        "must match",
+    ),
+    (
+        "set uniqueness",
+        _set("spec.accelerators.types", ["a100", "a100"]),
+        "spec.accelerators.types",
+        "duplicate",
+    ),
+    (
+        "max items",
+        _set("spec.accelerators.types", [f"t{i}" for i in range(17)]),
+        "spec.accelerators.types",
+        "too long",
+    ),
+    (
+        "containers",
+        _set("spec.template.spec.containers", []),
+        "spec.template.spec.containers",
+        "should be non-empty",
+    ),
+    (
+        "image",
+        _set("spec.template.spec.containers", [{"name": "x"}]),
+        "spec.template.spec.containers[0].image",
+        "required field",
+    ),
 ]
 
 
-@pytest.mark.parametrize(("case", "mutate", "path", "message"), SCHEMA_CASES,
-                         ids=[c[0] for c in SCHEMA_CASES])
+@pytest.mark.parametrize(
+    ("case", "mutate", "path", "message"), SCHEMA_CASES, ids=[c[0] for c in SCHEMA_CASES]
+)
 def test_schema_rule_rejects_naming_the_field(
     case: str, mutate: Mutation, path: str, message: str, elastic_job: dict[str, Any]
 ) -> None:
@@ -170,7 +203,8 @@ def _walk(schema: dict[str, Any], path: str) -> Iterator[tuple[str, dict[str, An
 
 def test_crd_preserves_unknown_fields_only_inside_the_pod_template() -> None:
     open_paths = [
-        p for p, s in _walk(acceleratorjob_schema(), "")
+        p
+        for p, s in _walk(acceleratorjob_schema(), "")
         if s.get("x-kubernetes-preserve-unknown-fields")
     ]
     assert open_paths == [".spec.template.spec", ".spec.template.spec.containers[]"]

@@ -40,12 +40,14 @@ class Figure:
     provenance: Provenance
 
     def describe(self) -> str:
-        """One line a person can read: value, unit and origin, with the inputs of a model."""
-        text = f"{self.value:.6g} {self.unit}, {self.provenance.describe()}"
+        """One line a person can read: value, unit and origin, down to the measured and
+        predicted inputs of a modelled figure."""
+        return f"{self.value:.6g} {self.unit}, {self._origin()}"
+
+    def _origin(self) -> str:
+        text = self.provenance.describe()
         if self.provenance.inputs:
-            parts = "; ".join(
-                f"{f.unit}: {f.provenance.describe()}" for f in self.provenance.inputs
-            )
+            parts = "; ".join(f"{f.unit}: {f._origin()}" for f in self.provenance.inputs)
             text += f" from [{parts}]"
         return text
 

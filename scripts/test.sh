@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Install berth with its test tools into .venv, then run every check CI runs:
+# ruff (lint and format), mypy (strict) and the test suite. Extra arguments go to pytest.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if [ ! -x .venv/bin/python ]; then
+    echo "== creating .venv"
+    python3 -m venv .venv
+fi
+echo "== installing berth[test] (editable, strict: see README, Development)"
+.venv/bin/python -m pip install --quiet --editable '.[test]' --config-settings editable_mode=strict
+
+echo "== ruff"
+.venv/bin/ruff check .
+.venv/bin/ruff format --check .
+echo "== mypy"
+.venv/bin/mypy -p berth -p tests
+echo "== pytest"
+exec .venv/bin/python -m pytest "$@"
