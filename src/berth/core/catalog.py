@@ -164,8 +164,6 @@ CPU_CLASSES: tuple[CpuClass, ...] = (
 
 TYPE_IDS: frozenset[str] = frozenset(t.id for t in TYPES)
 VARIANTS: dict[str, Variant] = {v.id: v for t in TYPES for v in t.variants}
-TYPES_BY_ID: dict[str, AcceleratorType] = {t.id: t for t in TYPES}
-CPU_CLASSES_BY_ID: dict[str, CpuClass] = {c.id: c for c in CPU_CLASSES}
 
 
 # --- names -------------------------------------------------------------------------------
