@@ -98,6 +98,6 @@ def test_wrong_kind_or_missing_name_is_named(elastic_job: dict[str, Any]) -> Non
     assert [e.path for e in caught.value.errors] == ["kind", "metadata.name"]
 
 
-def test_numbers_are_read_as_kubectl_reads_them(tmp_path: Path) -> None:
+def test_numbers_are_read_as_kubectl_reads_them() -> None:
     job = parse_job(load_example("rigid-lammps-hpc.yaml"))
     assert job.workload.flops_per_sample == 2.1e9

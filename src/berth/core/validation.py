@@ -110,18 +110,20 @@ def _validator(schema: Schema) -> Draft4Validator:
     return _VALIDATORS[id(schema)][1]
 
 
-def _path_of(error: SchemaError, root: str) -> str:
-    path = root
+def _path_of(error: SchemaError) -> str:
+    path = ""
     for part in error.absolute_path:
         path = join_path(path, part)
     return path
 
 
-def _field_errors(error: SchemaError, root: str) -> Iterator[FieldError]:
-    path = _path_of(error, root)
+def _field_errors(error: SchemaError) -> Iterator[FieldError]:
+    path = _path_of(error)
     if error.validator == "required":
-        missing = str(error.message).split("'")[1]
-        yield FieldError(join_path(path, missing), None, "required field is missing")
+        instance = cast(dict[str, Any], error.instance)
+        for missing in cast(list[str], error.validator_value):
+            if missing not in instance:
+                yield FieldError(join_path(path, missing), None, "required field is missing")
     elif error.validator == "additionalProperties":
         known = cast(Schema, error.schema).get("properties", {})
         instance = cast(dict[str, Any], error.instance)
@@ -137,11 +139,11 @@ def _field_errors(error: SchemaError, root: str) -> Iterator[FieldError]:
         yield FieldError(path, error.instance, str(error.message))
 
 
-def check_structure(schema: Schema, value: Any, root: str = "") -> list[FieldError]:
+def check_structure(schema: Schema, value: Any) -> list[FieldError]:
     errors = sorted(
         _validator(schema).iter_errors(value), key=lambda e: [str(p) for p in e.absolute_path]
     )
-    return [fe for e in errors for fe in _field_errors(e, root)]
+    return [fe for e in errors for fe in _field_errors(e)]
 
 
 # --- CEL rules ---------------------------------------------------------------------------
@@ -203,14 +205,14 @@ def _lookup(value: Any, field_path: str) -> Any:
     return value
 
 
-def validate(schema: Schema, value: Any, root: str = "") -> Any:
+def validate(schema: Schema, value: Any) -> Any:
     """Default, then check structure, then CEL. Returns the defaulted value or raises
     InvalidObject listing every error. CEL runs only on a structurally valid object, since its
     rules assume the schema's types."""
     defaulted = apply_defaults(schema, value)
-    errors = check_structure(schema, defaulted, root)
+    errors = check_structure(schema, defaulted)
     if not errors:
-        errors = check_rules(schema, defaulted, root)
+        errors = check_rules(schema, defaulted)
     if errors:
         raise InvalidObject(errors)
     return defaulted
