@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Install berth with its test tools into .venv, then run every check CI runs:
-# ruff (lint and format), mypy (strict) and the test suite. Extra arguments go to pytest.
+# Install berth with its test tools into .venv, build the local Kubernetes control plane
+# (once; cached), then run every check CI runs: ruff (lint and format), mypy (strict) and the
+# test suite, including the tests against the control plane. Extra arguments go to pytest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -15,6 +16,8 @@ echo "== ruff"
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .
 echo "== mypy"
-.venv/bin/mypy -p berth -p tests
+.venv/bin/mypy -p berth -p tests -p e2e
+echo "== control plane (e2e/cluster/build.sh: minutes the first time, then cached)"
+e2e/cluster/build.sh
 echo "== pytest"
 exec .venv/bin/python -m pytest "$@"

@@ -23,7 +23,10 @@ def small() -> dict[str, Any]:
 def test_the_bundled_small_cluster_parses() -> None:
     cluster = parse_cluster(small())
     assert [(p.name, p.nodes, p.gpus_per_node) for p in cluster.pools] == [
-        ("a100", 2, 8), ("v100", 2, 4), ("t4", 2, 4), ("cpu", 2, 0)
+        ("a100", 2, 8),
+        ("v100", 2, 4),
+        ("t4", 2, 4),
+        ("cpu", 2, 0),
     ]
 
 
@@ -41,7 +44,9 @@ def test_the_snapshot_reads_back_what_the_description_says() -> None:
     by_type: dict[str, int] = {}
     for node in snap.nodes:
         assert node.usable is False  # no Ready condition until a kubelet (or kwok) reports
-        by_type[str(node.accelerator.type)] = by_type.get(str(node.accelerator.type), 0) + node.free.gpus
+        by_type[str(node.accelerator.type)] = (
+            by_type.get(str(node.accelerator.type), 0) + node.free.gpus
+        )
     assert by_type == {"a100": 16, "v100": 8, "t4": 8, "cpu": 0}
     assert snap.node("cpu-1").cpu_class == "epyc-7763"
 

@@ -32,7 +32,7 @@ from berth.core.snapshot import (
     LABEL_GPU_MEMORY,
     LABEL_GPU_PRODUCT,
 )
-from berth.core.validation import FieldError, InvalidObject
+from berth.core.validation import FieldError, InvalidObject, join_path
 
 LABEL_GPU_COUNT = "nvidia.com/gpu.count"
 LABEL_POOL = "berth.dev/pool"
@@ -55,17 +55,20 @@ class ClusterDescription:
     pools: tuple[NodePool, ...]
 
 
-def _field(
-    doc: Mapping[str, Any], key: str, path: str, kind: type, errors: list[FieldError]
-) -> Any:
+def _text(doc: Mapping[str, Any], key: str, path: str, errors: list[FieldError]) -> str | None:
     value = doc.get(key)
-    if not isinstance(value, kind) or isinstance(value, bool) and kind is not bool:
-        errors.append(FieldError(f"{path}.{key}", value, f"required {kind.__name__}"))
-        return None
-    if kind is int and value < 0:
-        errors.append(FieldError(f"{path}.{key}", value, "must not be negative"))
-        return None
-    return value
+    if isinstance(value, str) and value:
+        return value
+    errors.append(FieldError(join_path(path, key), value, "required: a non-empty string"))
+    return None
+
+
+def _count(doc: Mapping[str, Any], key: str, path: str, errors: list[FieldError]) -> int | None:
+    value = doc.get(key)
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        return value
+    errors.append(FieldError(join_path(path, key), value, "required: a whole number >= 0"))
+    return None
 
 
 def _pool(doc: Any, path: str, errors: list[FieldError]) -> NodePool | None:
@@ -73,17 +76,19 @@ def _pool(doc: Any, path: str, errors: list[FieldError]) -> NodePool | None:
         errors.append(FieldError(path, doc, "a pool must be a mapping"))
         return None
     before = len(errors)
-    name = _field(doc, "name", path, str, errors)
-    raw = _field(doc, "accelerator", path, str, errors)
-    count = _field(doc, "nodes", path, int, errors)
-    cores = _field(doc, "cpuCores", path, int, errors)
+    name = _text(doc, "name", path, errors)
+    raw = _text(doc, "accelerator", path, errors)
+    count = _count(doc, "nodes", path, errors)
+    cores = _count(doc, "cpuCores", path, errors)
     accelerator = resolve(raw) if raw is not None else AcceleratorName("", None)
     gpus = 0
     if raw is not None and accelerator.type != CPU:
         if accelerator.variant is None:
             known = ", ".join(sorted(VARIANTS))
-            errors.append(FieldError(f"{path}.accelerator", raw, f"not a GPU variant; known: {known}"))
-        gpus = _field(doc, "gpusPerNode", path, int, errors) or 0
+            errors.append(
+                FieldError(f"{path}.accelerator", raw, f"not a GPU variant; known: {known}")
+            )
+        gpus = _count(doc, "gpusPerNode", path, errors) or 0
     cpu_class = doc.get("cpuClass")
     if cpu_class is not None and cpu_class not in {c.id for c in CPU_CLASSES}:
         errors.append(FieldError(f"{path}.cpuClass", cpu_class, "unknown CPU class"))
@@ -92,7 +97,7 @@ def _pool(doc: Any, path: str, errors: list[FieldError]) -> NodePool | None:
     except QuantityError as exc:
         errors.append(FieldError(f"{path}.memory", doc.get("memory"), str(exc)))
         memory = 0
-    if len(errors) > before:
+    if len(errors) > before or name is None or count is None or cores is None:
         return None
     return NodePool(name, accelerator, gpus, count, cores, memory, cpu_class)
 
@@ -102,7 +107,7 @@ def parse_cluster(doc: Any) -> ClusterDescription:
     errors: list[FieldError] = []
     if not isinstance(doc, dict):
         raise InvalidObject([FieldError("", doc, "a cluster description must be a mapping")])
-    name = _field(doc, "name", "", str, errors)
+    name = _text(doc, "name", "", errors)
     raw_pools = doc.get("pools")
     if not isinstance(raw_pools, list) or not raw_pools:
         errors.append(FieldError("pools", raw_pools, "required: a non-empty list of node pools"))
@@ -111,7 +116,7 @@ def parse_cluster(doc: Any) -> ClusterDescription:
     names = [p.name for p in pools if p is not None]
     for dup in sorted({n for n in names if names.count(n) > 1}):
         errors.append(FieldError("pools", dup, "pool names must be unique"))
-    if errors:
+    if errors or name is None:
         raise InvalidObject(errors)
     return ClusterDescription(name, tuple(p for p in pools if p is not None))
 
