@@ -8,6 +8,7 @@ kubeconfig are generated into a fresh working directory for each start.
 
 from __future__ import annotations
 
+import ctypes
 import os
 import signal
 import socket
@@ -30,6 +31,12 @@ def build() -> Path:
         [str(HERE / "build.sh")], check=True, stdout=subprocess.PIPE, text=True
     ).stdout
     return Path(out.strip().splitlines()[-1])
+
+
+def _die_with_parent() -> None:
+    """Runs in each child before exec: the kernel kills it if this process dies, even by
+    SIGKILL, so a killed test run leaves no control plane behind (prctl PR_SET_PDEATHSIG)."""
+    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)
 
 
 def _free_port() -> int:
@@ -129,7 +136,11 @@ class ControlPlane:
         log = (self.workdir / f"{name}.log").open("wb")
         # A session of its own, so stop() can end the process and anything it forked.
         self.processes[name] = subprocess.Popen(
-            argv, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            argv,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            preexec_fn=_die_with_parent,
         )
 
     def log_tail(self, name: str, lines: int = 20) -> str:
