@@ -46,65 +46,28 @@ def _free_port() -> int:
         return port
 
 
-def _openssl(*args: str, cwd: Path) -> None:
-    subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True)
+def _openssl(command: str, cwd: Path) -> None:
+    subprocess.run(["openssl", *command.split()], cwd=cwd, check=True, capture_output=True)
 
 
 def _certificates(pki: Path) -> None:
+    """A CA, a serving certificate for 127.0.0.1, a service-account key pair, a token file."""
     pki.mkdir(parents=True)
-    _openssl("genrsa", "-out", "ca.key", "2048", cwd=pki)
-    _openssl(
-        "req",
-        "-x509",
-        "-new",
-        "-key",
-        "ca.key",
-        "-subj",
-        "/CN=berth-test-ca",
-        "-days",
-        "7",
-        "-out",
-        "ca.crt",
-        cwd=pki,
-    )
-    _openssl("genrsa", "-out", "apiserver.key", "2048", cwd=pki)
     (pki / "san.cnf").write_text(
         "[req]\ndistinguished_name = dn\n[dn]\n[ext]\n"
         "subjectAltName = IP:127.0.0.1,DNS:localhost,DNS:kubernetes.default.svc\n"
     )
-    _openssl(
-        "req",
-        "-new",
-        "-key",
-        "apiserver.key",
-        "-subj",
-        "/CN=kube-apiserver",
-        "-out",
-        "apiserver.csr",
-        cwd=pki,
-    )
-    _openssl(
-        "x509",
-        "-req",
-        "-in",
-        "apiserver.csr",
-        "-CA",
-        "ca.crt",
-        "-CAkey",
-        "ca.key",
-        "-CAcreateserial",
-        "-days",
-        "7",
-        "-extfile",
-        "san.cnf",
-        "-extensions",
-        "ext",
-        "-out",
-        "apiserver.crt",
-        cwd=pki,
-    )
-    _openssl("genrsa", "-out", "sa.key", "2048", cwd=pki)
-    _openssl("rsa", "-in", "sa.key", "-pubout", "-out", "sa.pub", cwd=pki)
+    for command in (
+        "genrsa -out ca.key 2048",
+        "req -x509 -new -key ca.key -subj /CN=berth-test-ca -days 7 -out ca.crt",
+        "genrsa -out apiserver.key 2048",
+        "req -new -key apiserver.key -subj /CN=kube-apiserver -out apiserver.csr",
+        "x509 -req -in apiserver.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 7"
+        " -extfile san.cnf -extensions ext -out apiserver.crt",
+        "genrsa -out sa.key 2048",
+        "rsa -in sa.key -pubout -out sa.pub",
+    ):
+        _openssl(command, cwd=pki)
     (pki / "tokens.csv").write_text(f"{ADMIN_TOKEN},admin,admin,system:masters\n")
 
 
