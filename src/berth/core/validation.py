@@ -149,10 +149,13 @@ def check_structure(schema: Schema, value: Any) -> list[FieldError]:
 # --- CEL rules ---------------------------------------------------------------------------
 
 
+# One environment for every rule: cel-python raises the recursion limit each time it makes one.
+_CEL = celpy.Environment()
+
+
 @cache
 def _program(rule: str) -> Any:
-    env = celpy.Environment()
-    return env.program(env.compile(rule))
+    return _CEL.program(_CEL.compile(rule))
 
 
 def _typed(schema: Schema, value: Any) -> Any:

@@ -1,0 +1,174 @@
+"""decide(snapshot, job, predictions, now) -> Plan: the whole placement decision, pure.
+
+Candidates are every (accelerator type, count) the job allows; a candidate is feasible when a
+gang of that many devices fits on usable nodes and a prediction exists for it (predictions are
+never invented here). Feasible candidates are scored by the objective; a deadline is a
+constraint. The Plan names the choice and the best rejected candidates with the reason each
+lost, so a person can see why.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+
+from berth.core.catalog import CPU
+from berth.core.energy import EnergyEstimate, NodeShare, estimate, node_idle_watts
+from berth.core.job import AcceleratorJob
+from berth.core.provenance import Figure
+from berth.core.snapshot import ClusterSnapshot, NodeState, pod_requests
+from berth.placement.nodes import WorkerNeed, devices_free, pick_nodes, why_not
+from berth.placement.score import objective_scores
+
+MAX_ALTERNATIVES = 8  # the CRD's status.placement.alternatives maxItems
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """What a predictor says of a job on `count` devices of one type."""
+
+    throughput: Figure  # samples/s of the whole job
+    device_watts: Figure  # average power per device (per node for cpu)
+
+
+@dataclass(frozen=True)
+class Option:
+    type: str
+    count: int
+    nodes: tuple[tuple[str, int], ...]  # (node name, devices) per worker
+    prediction: Prediction
+    estimate: EnergyEstimate
+    meets_deadline: bool | None  # None when the job has no deadline or no total work
+
+
+@dataclass(frozen=True)
+class Rejected:
+    type: str
+    count: int
+    reason: str
+    estimate: EnergyEstimate | None = None
+
+
+@dataclass(frozen=True)
+class Plan:
+    chosen: Option | None
+    alternatives: tuple[Rejected, ...]
+    note: str | None = None  # why nothing was chosen, or what the choice cannot promise
+
+
+def worker_need(job: AcceleratorJob) -> WorkerNeed:
+    spec = job.template.get("spec", {})
+    requests = pod_requests({"spec": spec})
+    return WorkerNeed(
+        requests.cpu_millis, requests.memory_bytes, tuple(spec.get("tolerations", ()))
+    )
+
+
+def _min_memory_mib(job: AcceleratorJob) -> int | None:
+    wanted = [
+        b
+        for b in (job.accelerators.min_device_memory_bytes, job.workload.memory_per_replica_bytes)
+        if b is not None
+    ]
+    return -(-max(wanted) // 2**20) if wanted else None
+
+
+def _shares(chosen: tuple[tuple[NodeState, int], ...]) -> list[NodeShare]:
+    return [
+        NodeShare(node_idle_watts(n), n.awake, used, max(n.allocatable.gpus, 1))
+        for n, used in chosen
+    ]
+
+
+def decide(
+    snapshot: ClusterSnapshot,
+    job: AcceleratorJob,
+    predictions: Mapping[tuple[str, int], Prediction],
+    now: datetime,
+) -> Plan:
+    need = worker_need(job)
+    min_mib = _min_memory_mib(job)
+    samples = job.workload.total_samples
+    budget_s = None
+    if job.deadline is not None and samples is not None:
+        budget_s = (job.deadline.resolve(job.created or now) - now).total_seconds()
+
+    offered = {n.accelerator.type for n in snapshot.nodes if n.accelerator.type is not None}
+    types = sorted(t for t in offered if job.accelerators.allows(t))
+    options: list[Option] = []
+    rejected: list[Rejected] = []
+    for type_id in types:
+        eligible = [n for n in snapshot.nodes if why_not(n, type_id, need, min_mib) is None]
+        count = job.accelerators.count
+        for n in range(count.min, count.max + 1):
+            gang = pick_nodes(eligible, n)
+            if gang is None:
+                rejected.append(Rejected(type_id, n, _no_room(eligible, type_id, n)))
+                continue
+            prediction = predictions.get((type_id, n))
+            if prediction is None:
+                rejected.append(Rejected(type_id, n, f"no prediction for {type_id} x{n}"))
+                continue
+            result = estimate(
+                prediction.device_watts, n, prediction.throughput, _shares(gang), samples
+            )
+            meets = None
+            if budget_s is not None and result.runtime_s is not None:
+                meets = result.runtime_s.value <= budget_s
+            nodes = tuple((node.name, used) for node, used in gang)
+            options.append(Option(type_id, n, nodes, prediction, result, meets))
+
+    if not types:
+        return Plan(None, (), "no usable node of an allowed accelerator type")
+    if not options:
+        return Plan(None, tuple(rejected[:MAX_ALTERNATIVES]), "no allowed placement fits now")
+
+    note = None
+    in_time = [o for o in options if o.meets_deadline is not False]
+    if not in_time:
+        # Running late beats never running: take the fastest, and say so.
+        in_time = [min(options, key=lambda o: (1 / o.prediction.throughput.value, o.type, o.count))]
+        assert budget_s is not None and in_time[0].estimate.runtime_s is not None
+        late = in_time[0].estimate.runtime_s.value - budget_s
+        note = f"no placement meets the deadline; the fastest misses it by {late:.0f} s"
+    else:
+        for o in options:
+            if o.meets_deadline is False:
+                assert budget_s is not None and o.estimate.runtime_s is not None
+                late = o.estimate.runtime_s.value - budget_s
+                rejected.append(
+                    Rejected(o.type, o.count, f"misses the deadline by {late:.0f} s", o.estimate)
+                )
+
+    scores = objective_scores(
+        [o.estimate.joules_per_sample.value for o in in_time],
+        [1 / o.prediction.throughput.value for o in in_time],
+        job.objective,
+    )
+    ranked = sorted(
+        zip(scores, in_time, strict=True),
+        key=lambda so: (so[0], 1 / so[1].prediction.throughput.value, so[1].type, so[1].count),
+    )
+    best_score, best = ranked[0]
+    losers = [
+        Rejected(o.type, o.count, _lost(job, best, o, score, best_score), o.estimate)
+        for score, o in ranked[1:]
+    ]
+    return Plan(best, tuple((losers + rejected)[:MAX_ALTERNATIVES]), note)
+
+
+def _no_room(eligible: list[NodeState], type_id: str, n: int) -> str:
+    unit = "free CPU nodes" if type_id == CPU else f"free {type_id} devices"
+    return f"needs {n}, only {sum(devices_free(node) for node in eligible)} {unit} on usable nodes"
+
+
+def _lost(job: AcceleratorJob, best: Option, o: Option, score: float, best_score: float) -> str:
+    kind = job.objective.kind.value
+    if kind == "energy":
+        j, bj = o.estimate.joules_per_sample.value, best.estimate.joules_per_sample.value
+        return f"{j:.4g} J/sample vs {bj:.4g}"
+    if kind == "time":
+        rate, best_rate = o.prediction.throughput.value, best.prediction.throughput.value
+        return f"{rate:.4g} samples/s vs {best_rate:.4g}"
+    return f"balanced score {score:.3f} vs {best_score:.3f}"
