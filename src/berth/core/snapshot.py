@@ -12,6 +12,7 @@ import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
+from functools import cached_property
 from typing import Any
 
 from berth.core.catalog import CPU, AcceleratorName, resolve
@@ -84,8 +85,9 @@ class NodeState:
     labels: Mapping[str, str] = field(default_factory=dict)
     problems: tuple[str, ...] = ()  # node facts we could not use, and why
 
-    @property
+    @cached_property
     def free(self) -> Resources:
+        # Computed once: placement asks each node for it once per candidate count.
         return self.allocatable - self.requested
 
     @property

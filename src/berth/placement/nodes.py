@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -77,27 +77,43 @@ def devices_free(node: NodeState) -> int:
     return node.free.gpus
 
 
-def pick_nodes(nodes: Sequence[NodeState], count: int) -> tuple[tuple[NodeState, int], ...] | None:
-    """A gang of `count` devices on the fewest nodes, preferring nodes already awake, or None
-    when the nodes cannot hold them all (never a partial gang).
+Gang = tuple[tuple[NodeState, int], ...]
+
+
+def gang_picker(nodes: Sequence[NodeState]) -> Callable[[int], Gang | None]:
+    """pick(count): a gang of `count` devices on the fewest nodes, preferring nodes already
+    awake, or None when the nodes cannot hold them all (never a partial gang).
 
     Greedy: if one node can take the whole remainder, take the tightest such node (best fit);
     otherwise take the node with the most free devices and go on. Awake nodes come first in
-    both, then names, so the same inputs always give the same gang."""
-    free = {n.name: devices_free(n) for n in nodes}
-    if sum(free.values()) < count:
-        return None
-    chosen: list[tuple[NodeState, int]] = []
-    remaining = count
-    pool = [n for n in nodes if free[n.name] > 0]
-    while remaining:
-        fitting = [n for n in pool if free[n.name] >= remaining]
-        if fitting:
-            node = min(fitting, key=lambda n: (not n.awake, free[n.name], n.name))
-        else:
-            node = min(pool, key=lambda n: (not n.awake, -free[n.name], n.name))
-        take = min(free[node.name], remaining)
-        chosen.append((node, take))
-        remaining -= take
-        pool.remove(node)
-    return tuple(chosen)
+    both, then names, so the same inputs always give the same gang. Both orders are sorted
+    once, so asking for every count of a range costs little more than asking for one."""
+    free = [(n, devices_free(n)) for n in nodes]
+    free = [(n, f) for n, f in free if f > 0]
+    total = sum(f for _, f in free)
+    best_fit = sorted(free, key=lambda e: (not e[0].awake, e[1], e[0].name))
+    most_free = sorted(free, key=lambda e: (not e[0].awake, -e[1], e[0].name))
+
+    def pick(count: int) -> Gang | None:
+        if count > total:
+            return None
+        chosen: list[tuple[NodeState, int]] = []
+        taken: set[str] = set()
+        remaining = count
+        while remaining:
+            fit = next((n for n, f in best_fit if f >= remaining and n.name not in taken), None)
+            if fit is not None:
+                chosen.append((fit, remaining))
+                break
+            node, f = next((n, f) for n, f in most_free if n.name not in taken)
+            chosen.append((node, f))
+            taken.add(node.name)
+            remaining -= f
+        return tuple(chosen)
+
+    return pick
+
+
+def pick_nodes(nodes: Sequence[NodeState], count: int) -> Gang | None:
+    """One gang; see gang_picker."""
+    return gang_picker(nodes)(count)

@@ -18,7 +18,7 @@ from berth.core.energy import EnergyEstimate, NodeShare, estimate, node_idle_wat
 from berth.core.job import AcceleratorJob
 from berth.core.provenance import Figure
 from berth.core.snapshot import ClusterSnapshot, NodeState, pod_requests
-from berth.placement.nodes import WorkerNeed, devices_free, pick_nodes, why_not
+from berth.placement.nodes import Gang, WorkerNeed, devices_free, gang_picker, why_not
 from berth.placement.score import objective_scores
 
 MAX_ALTERNATIVES = 8  # the CRD's status.placement.alternatives maxItems
@@ -74,7 +74,7 @@ def _min_memory_mib(job: AcceleratorJob) -> int | None:
     return -(-max(wanted) // 2**20) if wanted else None
 
 
-def _shares(chosen: tuple[tuple[NodeState, int], ...]) -> list[NodeShare]:
+def _shares(chosen: Gang) -> list[NodeShare]:
     return [
         NodeShare(node_idle_watts(n), n.awake, used, max(n.allocatable.gpus, 1))
         for n, used in chosen
@@ -100,9 +100,10 @@ def decide(
     rejected: list[Rejected] = []
     for type_id in types:
         eligible = [n for n in snapshot.nodes if why_not(n, type_id, need, min_mib) is None]
+        pick = gang_picker(eligible)
         count = job.accelerators.count
         for n in range(count.min, count.max + 1):
-            gang = pick_nodes(eligible, n)
+            gang = pick(n)
             if gang is None:
                 rejected.append(Rejected(type_id, n, _no_room(eligible, type_id, n)))
                 continue
