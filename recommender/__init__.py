@@ -1,0 +1,1 @@
+"""The recommender: from measured profiles to predictions of throughput and power."""

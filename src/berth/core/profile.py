@@ -1,0 +1,26 @@
+"""Profile records: one measured run of a workload on (accelerator type, count).
+
+Importers of public measurements, berth's pynvml profiler and its Prometheus collector all
+write this one shape; the recommender trains on it and the simulator takes its ground truth
+from it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class ProfileRecord:
+    family: str  # model family, lower case: resnet50, bert, gpt2 ...
+    batch_size: int  # global samples per step
+    accelerator: str  # canonical type id (catalog)
+    count: int  # devices
+    throughput: float  # samples/s of the whole job
+    watts_per_device: float | None  # average board power, where measured
+    source: str  # data set, file and key the figure comes from
+    conversion: str  # how the source's unit became samples/s
+
+    def __post_init__(self) -> None:
+        if not (self.throughput > 0 and self.count > 0 and self.batch_size > 0):
+            raise ValueError(f"not a measurement: {self}")

@@ -1,0 +1,56 @@
+"""Importers turn the shared measurements into profile records with honest units. Counts are
+pinned to the raw files (counted independently with awk and a JSON walk)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from berth.core.profile import ProfileRecord
+from berth.recommender.importers import import_elasticflow, import_gavel
+
+
+def test_elasticflow_yields_every_measured_a100_cell(shared_data: Path) -> None:
+    records, skipped = import_elasticflow(shared_data / "elasticflow/throughputs_A100")
+    assert (len(records), len(skipped)) == (109, 10)
+    assert {r.accelerator for r in records} == {"a100"}
+    assert {r.family for r in records} == {
+        "bert",
+        "deepspeech2",
+        "gpt2",
+        "inception3",
+        "resnet50",
+        "resnet50_cifar10",
+        "vgg16",
+    }
+
+
+def test_elasticflow_iterations_become_samples_through_the_global_batch(shared_data: Path) -> None:
+    records, _ = import_elasticflow(shared_data / "elasticflow/throughputs_A100")
+    (r,) = [r for r in records if (r.family, r.batch_size, r.count) == ("resnet50", 64, 1)]
+    assert r.throughput == pytest.approx(6.8429775823889685 * 64)
+    assert r.conversion == "iterations/s x global batch 64"
+
+
+def test_gavel_yields_isolated_runs_with_a_batch_size(shared_data: Path) -> None:
+    records, skipped = import_gavel(shared_data / "gavel/simulation_throughputs.json")
+    assert (len(records), len(skipped)) == (240, 12)
+    assert {r.accelerator for r in records} == {"k80", "p100", "v100"}
+    assert sum("no batch size" in s for s in skipped) == 6
+    assert sum("not measured" in s for s in skipped) == 3
+
+
+def test_gavel_steps_become_samples_through_the_job_types_batch(shared_data: Path) -> None:
+    records, _ = import_gavel(shared_data / "gavel/simulation_throughputs.json")
+    (r,) = [
+        r
+        for r in records
+        if (r.accelerator, r.family, r.batch_size, r.count) == ("v100", "resnet50", 64, 4)
+    ]
+    assert r.throughput == pytest.approx(9.451949566394442 * 64)
+
+
+def test_a_record_without_a_positive_throughput_is_refused() -> None:
+    with pytest.raises(ValueError, match="not a measurement"):
+        ProfileRecord("resnet50", 64, "v100", 1, 0.0, None, "test", "none")
