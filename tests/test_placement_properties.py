@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from berth.core.job import AcceleratorJob
 from berth.core.snapshot import build_snapshot
-from berth.placement.nodes import devices_free, pick_nodes, why_not
+from berth.placement.nodes import devices_free, gang_picker, why_not
 from berth.placement.plan import Prediction, _min_memory_mib, decide, worker_need
 from tests.test_placement import A100, NOW, V100, job, pred
 from tests.test_snapshot import container, node, pod
@@ -107,7 +107,8 @@ def test_a_gang_is_all_or_nothing_and_nothing_feasible_is_missed(
         if state_type is None or not j.accelerators.allows(state_type):
             continue
         eligible = [n for n in snapshot.nodes if why_not(n, state_type, need, min_mib) is None]
-        assert all(pick_nodes(eligible, n) is None for n in range(count.min, count.max + 1))
+        pick = gang_picker(eligible)
+        assert all(pick(n) is None for n in range(count.min, count.max + 1))
 
 
 @settings(max_examples=100, deadline=None)

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from berth.core.catalog import CPU
-from berth.core.snapshot import NodeState, Taint
+from berth.core.snapshot import Health, NodeState, Taint
 
 _BLOCKING_EFFECTS = ("NoSchedule", "NoExecute")
 
@@ -43,14 +43,12 @@ def why_not(
 ) -> str | None:
     """None when the node may host a worker of this type, else the reason it may not."""
     if node.accelerator.type != type_id:
-        return "other type"
-    if not node.accelerator.known:
-        return "unknown accelerator"
+        return "other type"  # also every node whose accelerator is unknown
     if not node.ready:
         return "not ready"
     if node.cordoned:
         return "cordoned"
-    if not node.usable:
+    if node.health is Health.UNHEALTHY:
         return "unhealthy"
     for taint in node.taints:
         if taint.effect in _BLOCKING_EFFECTS and not tolerates(need.tolerations, taint):
@@ -112,8 +110,3 @@ def gang_picker(nodes: Sequence[NodeState]) -> Callable[[int], Gang | None]:
         return tuple(chosen)
 
     return pick
-
-
-def pick_nodes(nodes: Sequence[NodeState], count: int) -> Gang | None:
-    """One gang; see gang_picker."""
-    return gang_picker(nodes)(count)

@@ -39,7 +39,11 @@ class Option:
     nodes: tuple[tuple[str, int], ...]  # (node name, devices) per worker
     prediction: Prediction
     estimate: EnergyEstimate
-    meets_deadline: bool | None  # None when the job has no deadline or no total work
+    late_s: float | None  # seconds past the deadline (<= 0: in time); None without one
+
+    @property
+    def meets_deadline(self) -> bool | None:
+        return None if self.late_s is None else self.late_s <= 0
 
 
 @dataclass(frozen=True)
@@ -98,10 +102,10 @@ def decide(
     types = sorted(t for t in offered if job.accelerators.allows(t))
     options: list[Option] = []
     rejected: list[Rejected] = []
+    count = job.accelerators.count
     for type_id in types:
         eligible = [n for n in snapshot.nodes if why_not(n, type_id, need, min_mib) is None]
         pick = gang_picker(eligible)
-        count = job.accelerators.count
         for n in range(count.min, count.max + 1):
             gang = pick(n)
             if gang is None:
@@ -114,11 +118,11 @@ def decide(
             result = estimate(
                 prediction.device_watts, n, prediction.throughput, _shares(gang), samples
             )
-            meets = None
+            late = None
             if budget_s is not None and result.runtime_s is not None:
-                meets = result.runtime_s.value <= budget_s
+                late = result.runtime_s.value - budget_s
             nodes = tuple((node.name, used) for node, used in gang)
-            options.append(Option(type_id, n, nodes, prediction, result, meets))
+            options.append(Option(type_id, n, nodes, prediction, result, late))
 
     if not types:
         return Plan(None, (), "no usable node of an allowed accelerator type")
@@ -129,18 +133,15 @@ def decide(
     in_time = [o for o in options if o.meets_deadline is not False]
     if not in_time:
         # Running late beats never running: take the fastest, and say so.
-        in_time = [min(options, key=lambda o: (1 / o.prediction.throughput.value, o.type, o.count))]
-        assert budget_s is not None and in_time[0].estimate.runtime_s is not None
-        late = in_time[0].estimate.runtime_s.value - budget_s
-        note = f"no placement meets the deadline; the fastest misses it by {late:.0f} s"
+        fastest = min(options, key=lambda o: (1 / o.prediction.throughput.value, o.type, o.count))
+        in_time = [fastest]
+        note = f"no placement meets the deadline; the fastest misses it by {fastest.late_s:.0f} s"
     else:
-        for o in options:
-            if o.meets_deadline is False:
-                assert budget_s is not None and o.estimate.runtime_s is not None
-                late = o.estimate.runtime_s.value - budget_s
-                rejected.append(
-                    Rejected(o.type, o.count, f"misses the deadline by {late:.0f} s", o.estimate)
-                )
+        rejected += [
+            Rejected(o.type, o.count, f"misses the deadline by {o.late_s:.0f} s", o.estimate)
+            for o in options
+            if o.meets_deadline is False
+        ]
 
     scores = objective_scores(
         [o.estimate.joules_per_sample.value for o in in_time],
