@@ -8,8 +8,7 @@ from typing import Any, TypeVar
 
 from kubernetes import client, config
 
-from berth.core.cluster import node_objects, parse_cluster
-from e2e.cluster.controlplane import ControlPlane, simulated
+from e2e.cluster.controlplane import ControlPlane, create_simulated_nodes
 
 T = TypeVar("T")
 
@@ -46,11 +45,7 @@ class Cluster:
 
     def add_nodes(self, description: dict[str, Any]) -> list[str]:
         """Create the description's nodes for kwok to run; wait until they are Ready."""
-        names = []
-        for node in node_objects(parse_cluster(description)):
-            body = simulated(node)
-            self.core.create_node(body)
-            names.append(body["metadata"]["name"])
+        names = create_simulated_nodes(self.core, description)
 
         def all_ready() -> bool:
             ready = 0

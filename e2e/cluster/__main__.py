@@ -15,9 +15,12 @@ from pathlib import Path
 
 from kubernetes import client, config
 
-from berth.core.cluster import node_objects, parse_cluster
 from berth.core.manifest import load_documents
-from e2e.cluster.controlplane import ControlPlane, build, simulated
+from e2e.cluster.controlplane import ControlPlane, build, create_simulated_nodes
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt  # so SIGTERM stops the control plane like Ctrl-C does
 
 
 def main() -> None:
@@ -26,14 +29,12 @@ def main() -> None:
     args = parser.parse_args()
     started = time.monotonic()
     plane = ControlPlane(Path(tempfile.mkdtemp(prefix="berth-cp-")), build())
-    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt))
+    signal.signal(signal.SIGTERM, _interrupt)
     try:
         plane.start()
         if args.nodes:
             core = client.CoreV1Api(config.new_client_from_config(str(plane.kubeconfig)))
-            cluster = parse_cluster(load_documents(args.nodes.read_text())[0])
-            for node in node_objects(cluster):
-                core.create_node(simulated(node))
+            create_simulated_nodes(core, load_documents(args.nodes.read_text())[0])
         print(f"control plane up in {time.monotonic() - started:.1f} s; logs in {plane.workdir}")
         print(f"export KUBECONFIG={plane.kubeconfig}", flush=True)
         while True:

@@ -20,6 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from berth.core.cluster import node_objects, parse_cluster
+
 HERE = Path(__file__).resolve().parent
 ADMIN_TOKEN = "berth-test-admin"  # a static token in system:masters, for tests only
 KWOK_ANNOTATION = "kwok.x-k8s.io/node"
@@ -226,9 +228,14 @@ class ControlPlane:
         self._check_alive()
 
 
-def simulated(node: dict[str, Any]) -> dict[str, Any]:
-    """Mark a Node object for kwok, which then plays its kubelet."""
-    meta = node["metadata"]
-    annotations = {**meta.get("annotations", {}), KWOK_ANNOTATION: "fake"}
-    labels = {**meta.get("labels", {}), "type": "kwok"}
-    return {**node, "metadata": {**meta, "annotations": annotations, "labels": labels}}
+def create_simulated_nodes(core: Any, description: Any) -> list[str]:
+    """Create the nodes a cluster description stands for, marked for kwok (which then plays
+    their kubelet), through a kubernetes CoreV1Api; returns their names."""
+    names = []
+    for node in node_objects(parse_cluster(description)):
+        meta = node["metadata"]
+        meta["annotations"] = {**meta.get("annotations", {}), KWOK_ANNOTATION: "fake"}
+        meta["labels"] = {**meta["labels"], "type": "kwok"}
+        core.create_node(node)
+        names.append(meta["name"])
+    return names

@@ -29,12 +29,12 @@ from berth.core.quantity import QuantityError, to_int
 from berth.core.snapshot import (
     GPU_RESOURCE,
     LABEL_CPU_CLASS,
+    LABEL_GPU_COUNT,
     LABEL_GPU_MEMORY,
     LABEL_GPU_PRODUCT,
 )
 from berth.core.validation import FieldError, InvalidObject, join_path
 
-LABEL_GPU_COUNT = "nvidia.com/gpu.count"
 LABEL_POOL = "berth.dev/pool"
 
 

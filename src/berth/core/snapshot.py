@@ -20,6 +20,7 @@ from berth.core.quantity import QuantityError, to_int, to_millis
 
 GPU_RESOURCE = "nvidia.com/gpu"
 LABEL_GPU_PRODUCT = "nvidia.com/gpu.product"
+LABEL_GPU_COUNT = "nvidia.com/gpu.count"
 LABEL_GPU_MEMORY = "nvidia.com/gpu.memory"  # MiB per GPU
 LABEL_CPU_CLASS = "berth.dev/cpu-class"
 ANNOTATION_HEALTH = "berth.dev/health"
