@@ -9,6 +9,8 @@ import ast
 import csv
 import json
 import re
+import statistics
+from dataclasses import dataclass
 from pathlib import Path
 
 from berth.core.catalog import resolve
@@ -91,3 +93,97 @@ def import_gavel(path: Path) -> tuple[list[ProfileRecord], list[str]]:
                 )
             )
     return records, skipped
+
+
+# Pollux names its workloads by data set; the model each trains is the adaptdl example's.
+POLLUX_FAMILIES = {
+    "bert": "bert",  # BERT fine-tuning on SQuAD
+    "cifar10": "resnet18",
+    "deepspeech2": "deepspeech2",
+    "imagenet": "resnet50",
+    "ncf": "ncf",
+    "yolov3": "yolov3",
+}
+T4_GPUS_PER_NODE = 4  # AWS g4dn.12xlarge, where Pollux measured
+
+
+def _packed(count: int) -> str:
+    """Pollux's placement string (GPUs per node, ascending) for `count` T4s packed four to a
+    node: 6 -> "24"."""
+    full, rest = divmod(count, T4_GPUS_PER_NODE)
+    return (str(rest) if rest else "") + str(T4_GPUS_PER_NODE) * full
+
+
+def import_pollux_t4(folder: Path) -> tuple[list[ProfileRecord], list[str]]:
+    """Pollux's T4 step times by placement and local batch. Only the packed placement of each
+    GPU count is kept (the one a scheduler that packs would get); the global batch is count x
+    local batch, samples/s = global batch / step time."""
+    records, skipped = [], []
+    for path in sorted(folder.glob("*/placements.csv")):
+        family = POLLUX_FAMILIES[path.parent.name]
+        with path.open(newline="") as f:
+            for row in csv.DictReader(f):
+                placement = row["placement"]
+                count = sum(int(d) for d in placement)
+                if placement != _packed(count):
+                    skipped.append(f"{path.parent.name} placement {placement}: not packed")
+                    continue
+                local = int(row["local_bsz"])
+                batch = count * local
+                records.append(
+                    ProfileRecord(
+                        family=family,
+                        batch_size=batch,
+                        accelerator="t4",
+                        count=count,
+                        throughput=batch / float(row["step_time"]),
+                        watts_per_device=None,
+                        source=f"pollux t4_profiles/{path.parent.name}/placements.csv "
+                        f"placement {placement} local batch {local}",
+                        conversion=f"{count} x local batch {local} / step time",
+                    )
+                )
+    return records, skipped
+
+
+@dataclass(frozen=True)
+class PowerRecord:
+    """Average board power of one device running a workload at the GPU's default power
+    limit: the median over the measured runs (batch sizes, optimizers) at that limit."""
+
+    family: str
+    accelerator: str
+    watts: float
+    power_limit_w: float
+    runs: int
+    source: str
+
+
+ZEUS_FAMILIES = {"bert_base_uncased": "bert"}  # others keep Zeus's network name
+
+
+def import_zeus_power(folder: Path) -> list[PowerRecord]:
+    """Zeus's measured power: for each GPU and network, the runs at the highest power limit
+    Zeus set (the GPU's default), summarised by their median."""
+    records = []
+    for path in sorted(folder.glob("summary_power_*.csv")):
+        accelerator = _type_id(path.stem.removeprefix("summary_power_"))
+        with path.open(newline="") as f:
+            rows = list(csv.DictReader(f))
+        limit = max(float(r["power_limit"]) for r in rows)
+        by_network: dict[str, list[float]] = {}
+        for r in rows:
+            if float(r["power_limit"]) == limit:
+                by_network.setdefault(r["network"], []).append(float(r["average_power"]))
+        for network, watts in sorted(by_network.items()):
+            records.append(
+                PowerRecord(
+                    family=ZEUS_FAMILIES.get(network, network),
+                    accelerator=accelerator,
+                    watts=statistics.median(watts),
+                    power_limit_w=limit,
+                    runs=len(watts),
+                    source=f"zeus {path.name} network {network} at {limit:g} W",
+                )
+            )
+    return records

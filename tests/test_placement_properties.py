@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from berth.core.job import AcceleratorJob
 from berth.core.snapshot import build_snapshot
 from berth.placement.nodes import devices_free, gang_picker, why_not
-from berth.placement.plan import Prediction, _min_memory_mib, decide, worker_need
+from berth.placement.plan import Prediction, min_memory_mib, decide, worker_need
 from tests.test_placement import A100, NOW, V100, job, pred
 from tests.test_snapshot import container, node, pod
 
@@ -84,7 +84,7 @@ def test_a_plan_never_overcommits_nor_uses_a_forbidden_node(
     assert len(names) == len(set(names))
     for name, used in plan.chosen.nodes:
         state = snapshot.node(name)
-        assert why_not(state, plan.chosen.type, worker_need(j), _min_memory_mib(j)) is None
+        assert why_not(state, plan.chosen.type, worker_need(j), min_memory_mib(j)) is None
         assert 0 < used <= devices_free(state)
 
 
@@ -102,7 +102,7 @@ def test_a_gang_is_all_or_nothing_and_nothing_feasible_is_missed(
         assert count.min <= plan.chosen.count <= count.max
         assert sum(used for _, used in plan.chosen.nodes) == plan.chosen.count
         return
-    need, min_mib = worker_need(j), _min_memory_mib(j)
+    need, min_mib = worker_need(j), min_memory_mib(j)
     for state_type in {n.accelerator.type for n in snapshot.nodes}:
         if state_type is None or not j.accelerators.allows(state_type):
             continue

@@ -46,7 +46,7 @@ def test_every_trace_job_becomes_a_valid_accelerator_job(shared_data: Path) -> N
     parsed = [parse_job(as_manifest(j)) for j in jobs]
     assert len({p.name for p in parsed}) == len(jobs)
     first = parsed[0]
-    assert first.accelerators.count.rigid and first.workload.total_work is not None
+    assert first.accelerators.count.max == jobs[0].gpus and first.workload.total_work is not None
     assert first.deadline is not None and first.deadline.within is not None
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import yaml
 
-from berth import __version__
+from berth import __version__, simulate
 from berth.core.job import AcceleratorJob, check_deadline, parse_job
 from berth.core.manifest import load_documents
 from berth.core.validation import InvalidObject
@@ -120,6 +120,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="manifest files or folders (searched for *.yaml, *.yml)",
     )
     validate.set_defaults(func=cmd_validate)
+    simulate.add_parser(commands)
     return parser
 
 

@@ -10,6 +10,7 @@ The same description drives the simulator and the test control plane's simulated
         nodes: 2
         cpuCores: 96
         memory: 1000Gi
+        idleWatts: 900          # optional: the node's draw with nothing running (declared)
       - name: cpu
         accelerator: cpu
         cpuClass: epyc-7763
@@ -27,6 +28,7 @@ from typing import Any
 from berth.core.catalog import CPU, CPU_CLASSES, VARIANTS, AcceleratorName, resolve
 from berth.core.quantity import QuantityError, to_int
 from berth.core.snapshot import (
+    ANNOTATION_IDLE_WATTS,
     GPU_RESOURCE,
     LABEL_CPU_CLASS,
     LABEL_GPU_COUNT,
@@ -47,6 +49,7 @@ class NodePool:
     cpu_cores: int
     memory_bytes: int
     cpu_class: str | None
+    idle_watts: float | None = None  # declared by the description, not measured
 
 
 @dataclass(frozen=True)
@@ -97,9 +100,16 @@ def _pool(doc: Any, path: str, errors: list[FieldError]) -> NodePool | None:
     except QuantityError as exc:
         errors.append(FieldError(f"{path}.memory", doc.get("memory"), str(exc)))
         memory = 0
+    idle = doc.get("idleWatts")
+    if idle is not None and (
+        isinstance(idle, bool) or not isinstance(idle, int | float) or not 0 <= idle < 1e5
+    ):
+        errors.append(FieldError(f"{path}.idleWatts", idle, "must be a number of watts >= 0"))
     if len(errors) > before or name is None or count is None or cores is None:
         return None
-    return NodePool(name, accelerator, gpus, count, cores, memory, cpu_class)
+    return NodePool(
+        name, accelerator, gpus, count, cores, memory, cpu_class, None if idle is None else idle
+    )
 
 
 def parse_cluster(doc: Any) -> ClusterDescription:
@@ -123,7 +133,8 @@ def parse_cluster(doc: Any) -> ClusterDescription:
 
 def node_objects(cluster: ClusterDescription) -> list[dict[str, Any]]:
     """Node objects as the GPU operator would label them (product, count, memory in MiB,
-    the nominal memory of the variant) with allocatable nvidia.com/gpu."""
+    the nominal memory of the variant) with allocatable nvidia.com/gpu, and the declared idle
+    power in the annotation berth's exporter writes on real nodes."""
     nodes = []
     for pool in cluster.pools:
         labels = {LABEL_POOL: pool.name}
@@ -136,6 +147,9 @@ def node_objects(cluster: ClusterDescription) -> list[dict[str, Any]]:
             labels[LABEL_GPU_COUNT] = str(pool.gpus_per_node)
             labels[LABEL_GPU_MEMORY] = str(int(variant.memory_gib * 1024))
             capacity[GPU_RESOURCE] = str(pool.gpus_per_node)
+        annotations = {}
+        if pool.idle_watts is not None:
+            annotations[ANNOTATION_IDLE_WATTS] = f"{pool.idle_watts:g}"
         for i in range(pool.nodes):
             name = f"{pool.name}-{i}"
             nodes.append(
@@ -145,8 +159,13 @@ def node_objects(cluster: ClusterDescription) -> list[dict[str, Any]]:
                     "metadata": {
                         "name": name,
                         "labels": {**labels, "kubernetes.io/hostname": name},
+                        "annotations": annotations,
                     },
-                    "status": {"capacity": dict(capacity), "allocatable": dict(capacity)},
+                    "status": {
+                        "capacity": dict(capacity),
+                        "allocatable": dict(capacity),
+                        "conditions": [{"type": "Ready", "status": "True"}],
+                    },
                 }
             )
     return nodes

@@ -7,6 +7,8 @@ from it.
 
 from __future__ import annotations
 
+import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 
@@ -24,3 +26,17 @@ class ProfileRecord:
     def __post_init__(self) -> None:
         if not (self.throughput > 0 and self.count > 0 and self.batch_size > 0):
             raise ValueError(f"not a measurement: {self}")
+
+
+@dataclass(frozen=True)
+class Rate:
+    """One measured rate of a family on (type, count), at one global batch."""
+
+    batch: int
+    samples_per_s: float
+    source: str
+
+
+def nearest(rates: Sequence[Rate], batch: int) -> Rate:
+    """The measured rate at the global batch nearest `batch` on a log scale (ties: smaller)."""
+    return min(rates, key=lambda r: (abs(math.log(r.batch / batch)), r.batch))

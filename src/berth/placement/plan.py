@@ -69,7 +69,7 @@ def worker_need(job: AcceleratorJob) -> WorkerNeed:
     )
 
 
-def _min_memory_mib(job: AcceleratorJob) -> int | None:
+def min_memory_mib(job: AcceleratorJob) -> int | None:
     wanted = [
         b
         for b in (job.accelerators.min_device_memory_bytes, job.workload.memory_per_replica_bytes)
@@ -85,6 +85,32 @@ def _shares(chosen: Gang) -> list[NodeShare]:
     ]
 
 
+def deadline_budget(job: AcceleratorJob, now: datetime) -> float | None:
+    """Seconds left until the job's deadline, when it has one and a known amount of work."""
+    if job.deadline is None or job.workload.total_samples is None:
+        return None
+    return (job.deadline.resolve(job.created or now) - now).total_seconds()
+
+
+def make_option(
+    job: AcceleratorJob, type_id: str, gang: Gang, prediction: Prediction, budget_s: float | None
+) -> Option:
+    """A candidate with its energy estimate and lateness, for a gang already picked."""
+    count = sum(used for _, used in gang)
+    result = estimate(
+        prediction.device_watts,
+        count,
+        prediction.throughput,
+        _shares(gang),
+        job.workload.total_samples,
+    )
+    late = None
+    if budget_s is not None and result.runtime_s is not None:
+        late = result.runtime_s.value - budget_s
+    nodes = tuple((node.name, used) for node, used in gang)
+    return Option(type_id, count, nodes, prediction, result, late)
+
+
 def decide(
     snapshot: ClusterSnapshot,
     job: AcceleratorJob,
@@ -92,11 +118,8 @@ def decide(
     now: datetime,
 ) -> Plan:
     need = worker_need(job)
-    min_mib = _min_memory_mib(job)
-    samples = job.workload.total_samples
-    budget_s = None
-    if job.deadline is not None and samples is not None:
-        budget_s = (job.deadline.resolve(job.created or now) - now).total_seconds()
+    min_mib = min_memory_mib(job)
+    budget_s = deadline_budget(job, now)
 
     offered = {n.accelerator.type for n in snapshot.nodes if n.accelerator.type is not None}
     types = sorted(t for t in offered if job.accelerators.allows(t))
@@ -107,22 +130,15 @@ def decide(
         eligible = [n for n in snapshot.nodes if why_not(n, type_id, need, min_mib) is None]
         pick = gang_picker(eligible)
         for n in range(count.min, count.max + 1):
-            gang = pick(n)
-            if gang is None:
-                rejected.append(Rejected(type_id, n, _no_room(eligible, type_id, n)))
-                continue
             prediction = predictions.get((type_id, n))
             if prediction is None:
                 rejected.append(Rejected(type_id, n, f"no prediction for {type_id} x{n}"))
                 continue
-            result = estimate(
-                prediction.device_watts, n, prediction.throughput, _shares(gang), samples
-            )
-            late = None
-            if budget_s is not None and result.runtime_s is not None:
-                late = result.runtime_s.value - budget_s
-            nodes = tuple((node.name, used) for node, used in gang)
-            options.append(Option(type_id, n, nodes, prediction, result, late))
+            gang = pick(n)
+            if gang is None:
+                rejected.append(Rejected(type_id, n, _no_room(eligible, type_id, n)))
+                continue
+            options.append(make_option(job, type_id, gang, prediction, budget_s))
 
     if not types:
         return Plan(None, (), "no usable node of an allowed accelerator type")

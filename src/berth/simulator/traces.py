@@ -105,9 +105,14 @@ def manifest_name(job: TraceJob) -> str:
     return "t-" + re.sub(r"[^a-z0-9-]", "-", job.id.lower())[:50]
 
 
-def as_manifest(job: TraceJob, image: str = "berth.dev/trace-replay") -> dict[str, Any]:
-    """The AcceleratorJob a trace job stands for: a rigid training job on the user's GPU count,
-    its work in iterations of its batch, and its deadline as a duration from submission."""
+def as_manifest(
+    job: TraceJob, created: datetime | None = None, image: str = "berth.dev/trace-replay"
+) -> dict[str, Any]:
+    """The AcceleratorJob a trace job stands for: a training job of the trace's model, its work
+    in iterations of its batch, its deadline as a duration from submission (`created`, when
+    given, is the submission's wall-clock time). The user's GPU count is the most it may get:
+    count {min: 1, max: gpus}; baselines take the max as the user asked, berth may give fewer
+    when that costs less energy and still meets the deadline. Any GPU type is allowed."""
     workload: dict[str, Any] = {"kind": "training"}
     if job.model is not None:
         workload["model"] = job.model
@@ -116,14 +121,17 @@ def as_manifest(job: TraceJob, image: str = "berth.dev/trace-replay") -> dict[st
         workload["totalWork"] = {"iterations": job.iterations}
     spec: dict[str, Any] = {
         "workload": workload,
-        "accelerators": {"count": {"min": job.gpus, "max": job.gpus}},
+        "accelerators": {"count": {"min": 1, "max": job.gpus}},
         "template": {"spec": {"containers": [{"name": "worker", "image": image}]}},
     }
     if job.deadline_s is not None:
         spec["deadline"] = f"{max(job.deadline_s - job.submitted_s, 1):.0f}s"
+    metadata: dict[str, Any] = {"name": manifest_name(job), "namespace": "trace"}
+    if created is not None:
+        metadata["creationTimestamp"] = created.strftime("%Y-%m-%dT%H:%M:%SZ")
     return {
         "apiVersion": "berth.dev/v1alpha1",
         "kind": "AcceleratorJob",
-        "metadata": {"name": manifest_name(job), "namespace": "trace"},
+        "metadata": metadata,
         "spec": spec,
     }

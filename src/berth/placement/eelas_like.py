@@ -1,0 +1,34 @@
+"""eelas-like: EELAS's greedy energy efficiency. The user's count on the type with the best
+throughput per device watt (the GPU form of MIPS per watt), packed onto the fewest nodes, awake
+ones first. Unlike berth it neither chooses the count nor charges idle power."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime
+
+from berth.core.job import AcceleratorJob
+from berth.core.snapshot import ClusterSnapshot
+from berth.placement.nodes import gang_picker
+from berth.placement.plan import Option, Plan, Prediction
+from berth.placement.rigid import rigid_plan
+
+
+def _per_watt(o: Option) -> float:
+    return o.prediction.throughput.value / (o.prediction.device_watts.value * o.count)
+
+
+def eelas_like(
+    snapshot: ClusterSnapshot,
+    job: AcceleratorJob,
+    predictions: Mapping[tuple[str, int], Prediction],
+    now: datetime,
+) -> Plan:
+    return rigid_plan(
+        snapshot,
+        job,
+        predictions,
+        now,
+        lambda nodes, count: gang_picker(nodes)(count),
+        lambda o: (-_per_watt(o),),
+    )

@@ -1,0 +1,29 @@
+"""gavel-like: heterogeneity-aware, energy-blind. The user's count on the type with the best
+throughput for this job (Gavel's profiled throughput matrix), packed onto the fewest nodes."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime
+
+from berth.core.job import AcceleratorJob
+from berth.core.snapshot import ClusterSnapshot
+from berth.placement.nodes import gang_picker
+from berth.placement.plan import Plan, Prediction
+from berth.placement.rigid import rigid_plan
+
+
+def gavel_like(
+    snapshot: ClusterSnapshot,
+    job: AcceleratorJob,
+    predictions: Mapping[tuple[str, int], Prediction],
+    now: datetime,
+) -> Plan:
+    return rigid_plan(
+        snapshot,
+        job,
+        predictions,
+        now,
+        lambda nodes, count: gang_picker(nodes)(count),
+        lambda o: (-o.prediction.throughput.value,),
+    )

@@ -1,0 +1,209 @@
+"""`berth simulate`: the shell around the simulator (files in, progress, table, JSON, plot)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Callable
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from berth.core.cluster import node_objects, parse_cluster
+from berth.core.snapshot import build_snapshot
+from berth.core.validation import InvalidObject
+from berth.placement.fallback import SpecTransfer
+from berth.recommender import tables
+from berth.simulator.engine import simulate
+from berth.simulator.report import metrics, plot, table
+from berth.simulator.run import (
+    BASELINE,
+    POLICIES,
+    assign_workloads,
+    cluster_variants,
+    model_predictions,
+    oracle_predictions,
+    prepare,
+)
+from berth.simulator.traces import TraceError, TraceJob, load_itp, load_philly
+from berth.simulator.truth import GroundTruth
+
+DATA = Path(str(resources.files("berth"))) / "data"
+CLUSTERS = Path(str(resources.files("berth"))) / "clusters"
+DEFAULT_TRACE = DATA / "itp-195job.csv"
+
+
+def add_parser(commands: Any) -> None:
+    p = commands.add_parser(
+        "simulate",
+        help="replay a job trace on a cluster under berth and the baselines; compare energy/JCT",
+        description="Replay a job trace on a described cluster under each placement policy, "
+        "with ground truth from measurements only, and compare energy and job completion time.",
+    )
+    p.add_argument("--trace", type=Path, default=DEFAULT_TRACE,
+                   help="ITP (ElasticFlow) or Philly CSV trace (default: the bundled 195-job "
+                   "ITP sample)")  # fmt: skip
+    p.add_argument("--trace-format", choices=["itp", "philly"], default="itp")
+    p.add_argument("--cluster", default="mixed-64",
+                   help="a bundled cluster (mixed-64, small) or a cluster YAML file")  # fmt: skip
+    p.add_argument("--policies", default=",".join(POLICIES),
+                   help=f"comma-separated, from {', '.join(POLICIES)}")  # fmt: skip
+    p.add_argument("--seed", type=int, default=0, help="seeds the workloads given to Philly jobs")
+    p.add_argument("--jobs", type=int, default=None, help="keep the first N jobs of the window")
+    p.add_argument("--window", default=None, metavar="START:END",
+                   help="hours after the trace's first submission, e.g. 0:24")  # fmt: skip
+    p.add_argument("--json", type=Path, default=Path("berth-simulation.json"),
+                   help="report path (default: berth-simulation.json)")  # fmt: skip
+    p.add_argument("--plot", type=Path, default=Path("berth-simulation.png"),
+                   help="plot path (default: berth-simulation.png); needs berth[plot]")  # fmt: skip
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_simulate)
+
+
+def _window(jobs: list[TraceJob], spec: str) -> list[TraceJob]:
+    try:
+        start_h, end_h = (float(x) for x in spec.split(":"))
+    except ValueError:
+        raise ValueError(f"--window {spec!r}: want START:END in hours, e.g. 0:24") from None
+    if not 0 <= start_h < end_h:
+        raise ValueError(f"--window {spec!r}: want 0 <= START < END")
+    first = jobs[0].submitted_s if jobs else 0.0
+    return [j for j in jobs if start_h * 3600 <= j.submitted_s - first < end_h * 3600]
+
+
+def _cluster_file(name: str) -> Path:
+    path = Path(name)
+    if path.suffix in (".yaml", ".yml") or path.exists():
+        return path
+    bundled = CLUSTERS / f"{name}.yaml"
+    if not bundled.exists():
+        known = ", ".join(sorted(p.stem for p in CLUSTERS.glob("*.yaml")))
+        raise ValueError(f"--cluster {name!r}: no such file or bundled cluster ({known})")
+    return bundled
+
+
+def _bar(label: str, total: int, quiet: bool) -> Callable[[int], None]:
+    width, shown, live = 30, [-1], sys.stderr.isatty()
+
+    def update(done: int) -> None:
+        step = done * width // max(total, 1)
+        if quiet or (done != total and (not live or step == shown[0])):
+            return
+        shown[0] = step
+        bar = "#" * step + "." * (width - step)
+        end = "\n" if done == total else ""
+        print(f"\r  {label:<13} [{bar}] {done}/{total} jobs", end=end, file=sys.stderr, flush=True)
+
+    return update
+
+
+def cmd_simulate(args: argparse.Namespace) -> int:
+    try:
+        names = [p.strip() for p in args.policies.split(",") if p.strip()]
+        unknown = [p for p in names if p not in POLICIES]
+        if unknown or not names:
+            raise ValueError(f"--policies: unknown {unknown}; choose from {', '.join(POLICIES)}")
+        cluster_path = _cluster_file(args.cluster)
+        cluster = parse_cluster(yaml.safe_load(cluster_path.read_text()))
+        records, power = tables.read()
+        truth = GroundTruth(records, power)
+        if args.trace_format == "itp":
+            trace = load_itp(args.trace)
+        else:
+            mix = load_itp(DEFAULT_TRACE)
+            trace = assign_workloads(load_philly(args.trace), mix, truth, args.seed)
+        if args.window:
+            trace = _window(trace, args.window)
+        if args.jobs is not None:
+            if args.jobs < 1:
+                raise ValueError("--jobs must be at least 1")
+            trace = trace[: args.jobs]
+    except (OSError, ValueError, TraceError, yaml.YAMLError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except InvalidObject as exc:
+        print(f"error: {args.cluster}: invalid cluster description", file=sys.stderr)
+        for error in exc.errors:
+            print(f"  {error}", file=sys.stderr)
+        return 2
+
+    nodes = list(build_snapshot(node_objects(cluster), []).nodes)
+    gpus = sum(n.allocatable.gpus for n in nodes)
+    variants = cluster_variants(nodes)
+    work = prepare(trace, nodes, truth)
+    if not work.jobs:
+        print(f"error: no job of {args.trace} can run on {cluster.name}", file=sys.stderr)
+        return 1
+    predictor = SpecTransfer(records)
+    told = {
+        True: oracle_predictions(work, truth, variants),
+        False: model_predictions(work, predictor, variants),
+    }
+    print(
+        f"berth simulate: {len(work.jobs)} jobs from {args.trace.name} on {cluster.name} "
+        f"({len(nodes)} nodes, {gpus} GPUs); berth's predictor: {predictor.name}",
+        file=sys.stderr,
+    )
+    results: dict[str, dict[str, Any]] = {}
+    timelines = {}
+    for name in names:
+        policy, oracle = POLICIES[name]
+        began = time.perf_counter()
+        bar = _bar(name, len(work.jobs), args.quiet)
+        run = simulate(work.jobs, nodes, policy, work.offers, told[oracle], bar)
+        results[name] = metrics(run, gpus) | {"wall_s": time.perf_counter() - began}
+        timelines[name] = run.busy_timeline
+
+    report = {
+        "trace": str(args.trace),
+        "cluster": cluster.name,
+        "nodes": len(nodes),
+        "gpus": gpus,
+        "baseline": BASELINE,
+        "berth_predictor": predictor.name,
+        "policies": results,
+        "excluded_jobs": dict(work.excluded),
+        "types_not_offered": dict(sorted(work.types_not_offered.items())),
+        "modelled": {
+            "device_power": sorted(f"{f} on {t}" for f, t in work.modelled_power),
+            "node_idle_power": f"declared in the cluster description {cluster_path.name}",
+            "empty_nodes": "powered off (0 W)",
+        },
+    }
+    print(table(results, BASELINE))
+    print(_notes(report))
+    try:
+        args.json.write_text(json.dumps(report, indent=2) + "\n")
+        print(f"\nreport: {args.json}")
+        plot(args.plot, results, timelines, "berth" if "berth" in results else names[0])
+        print(f"plot:   {args.plot}")
+    except ImportError:
+        print("plot skipped: matplotlib is not installed (pip install 'berth[plot]')")
+    except OSError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _notes(report: dict[str, Any]) -> str:
+    lines = [
+        "",
+        f"vs BASE: ratio to {report['baseline']}. Throughput is measured (ElasticFlow, Gavel, "
+        "Pollux); device power is measured by Zeus where it ran the family on the type, else "
+        "MODELLED (TDP x Zeus's power/limit fraction): "
+        + (", ".join(report["modelled"]["device_power"]) or "none")
+        + ".",
+        f"Node idle power is MODELLED: {report['modelled']['node_idle_power']}; empty nodes "
+        "count as powered off.",
+    ]
+    if report["excluded_jobs"]:
+        out = "; ".join(f"{n} ({why})" for why, n in sorted(report["excluded_jobs"].items()))
+        lines.append(f"Jobs left out of every policy: {out}.")
+    if report["types_not_offered"]:
+        out = ", ".join(f"{t}: {n}" for t, n in report["types_not_offered"].items())
+        lines.append(f"Jobs not offered a type for want of a measurement: {out}.")
+    return "\n".join(lines)

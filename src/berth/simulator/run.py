@@ -1,0 +1,147 @@
+"""From a trace and a cluster to simulated runs of every policy: the wiring, still pure.
+
+A trace job becomes an AcceleratorJob (traces.as_manifest) and is offered every (type, count)
+the ground truth measured for its model family, up to the user's count and the cluster's
+devices of that type. A job whose own count is offered on no type cannot be run the same way by
+every policy; it is left out of all of them and counted.
+"""
+
+from __future__ import annotations
+
+import random
+from collections import Counter
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import timedelta
+
+from berth.core.catalog import VARIANTS, Variant
+from berth.core.job import parse_job
+from berth.core.snapshot import NodeState
+from berth.placement.eelas_like import eelas_like
+from berth.placement.fallback import SpecTransfer
+from berth.placement.gavel_like import gavel_like
+from berth.placement.kube_default import kube_default
+from berth.placement.plan import Prediction, decide
+from berth.simulator.engine import EPOCH, Policy, SimJob, Truth
+from berth.simulator.traces import TraceJob, as_manifest
+from berth.simulator.truth import GroundTruth
+
+POLICIES: dict[str, tuple[Policy, bool]] = {  # name -> (policy, told the measured tables)
+    "berth": (decide, False),
+    "berth-oracle": (decide, True),
+    "kube-default": (kube_default, True),
+    "gavel-like": (gavel_like, True),
+    "eelas-like": (eelas_like, True),
+}
+BASELINE = "kube-default"
+
+
+@dataclass
+class Workload:
+    jobs: list[SimJob]
+    offers: dict[str, dict[tuple[str, int], Truth]]
+    family: dict[str, tuple[str, int]]  # job id -> (model family, global batch)
+    excluded: Counter[str] = field(default_factory=Counter)  # reason -> jobs left out
+    types_not_offered: Counter[str] = field(default_factory=Counter)  # type -> jobs
+    modelled_power: set[tuple[str, str]] = field(default_factory=set)  # (family, type)
+
+
+def cluster_variants(nodes: Sequence[NodeState]) -> dict[str, Variant]:
+    """Each GPU type's variant in this cluster (the first node's, when pools differ)."""
+    found: dict[str, Variant] = {}
+    for n in nodes:
+        if n.accelerator.type and n.accelerator.variant and n.accelerator.type not in found:
+            found[n.accelerator.type] = VARIANTS[n.accelerator.variant]
+    return found
+
+
+def prepare(trace: Sequence[TraceJob], nodes: Sequence[NodeState], truth: GroundTruth) -> Workload:
+    variants = cluster_variants(nodes)
+    capacity = Counter[str]()
+    for n in nodes:
+        if n.accelerator.type in variants:
+            capacity[n.accelerator.type] += n.allocatable.gpus
+    work = Workload([], {}, {})
+    for tj in trace:
+        if tj.model is None or tj.batch_size is None or tj.iterations is None:
+            work.excluded["no model, batch or work in the trace"] += 1
+            continue
+        offers: dict[tuple[str, int], Truth] = {}
+        for type_id, variant in sorted(variants.items()):
+            counts = [c for c in truth.counts(tj.model, type_id) if c <= capacity[type_id]]
+            if not counts:
+                work.types_not_offered[type_id] += 1
+            for c in counts:
+                if c > tj.gpus:
+                    continue
+                rate = truth.throughput(tj.model, type_id, c, tj.batch_size)
+                watts = truth.device_watts(tj.model, variant)
+                assert rate is not None
+                modelled = watts.provenance.origin.value == "modelled"
+                offers[(type_id, c)] = Truth(rate.value, watts.value, modelled)
+                if modelled:
+                    work.modelled_power.add((tj.model, type_id))
+        if not any(c == tj.gpus for _, c in offers):
+            work.excluded[f"{tj.model} x{tj.gpus}: the user's count is measured on no type here"] += 1
+            continue
+        job = parse_job(as_manifest(tj, EPOCH + timedelta(seconds=tj.submitted_s)))
+        samples = job.workload.total_samples
+        assert samples is not None
+        work.jobs.append(SimJob(job.name, tj.submitted_s, job, samples, tj.deadline_s))
+        work.offers[job.name] = offers
+        work.family[job.name] = (tj.model, tj.batch_size)
+    return work
+
+
+def oracle_predictions(
+    work: Workload, truth: GroundTruth, variants: Mapping[str, Variant]
+) -> Callable[[SimJob], dict[tuple[str, int], Prediction]]:
+    """The measured tables as predictions: what berth-oracle and the baselines are told."""
+
+    def told(job: SimJob) -> dict[tuple[str, int], Prediction]:
+        family, batch = work.family[job.id]
+        out = {}
+        for type_id, count in work.offers[job.id]:
+            rate = truth.throughput(family, type_id, count, batch)
+            assert rate is not None
+            out[(type_id, count)] = Prediction(rate, truth.device_watts(family, variants[type_id]))
+        return out
+
+    return told
+
+
+def model_predictions(
+    work: Workload, predictor: SpecTransfer, variants: Mapping[str, Variant]
+) -> Callable[[SimJob], dict[tuple[str, int], Prediction]]:
+    """The predictor's figures for the offered candidates only: berth never picks a candidate
+    the ground truth cannot run."""
+
+    def told(job: SimJob) -> dict[tuple[str, int], Prediction]:
+        family, batch = work.family[job.id]
+        out = {}
+        for type_id, count in work.offers[job.id]:
+            p = predictor.predict(family, batch, variants[type_id], count)
+            if p is not None:
+                out[(type_id, count)] = p
+        return out
+
+    return told
+
+
+def assign_workloads(
+    trace: Sequence[TraceJob], mix: Sequence[TraceJob], truth: GroundTruth, seed: int
+) -> list[TraceJob]:
+    """Philly knows only GPUs and duration. Each job gets a (model, batch) drawn, seeded, from
+    the ITP mix, and the work it would do in its duration at the measured a100 rate on its
+    count (the ElasticFlow authors gave the ITP jobs a100 rates the same way). Jobs whose
+    count a100 was not measured on keep no work and are counted out."""
+    rng = random.Random(seed)
+    pairs = [(j.model, j.batch_size) for j in mix if j.model and j.batch_size]
+    out = []
+    for tj in trace:
+        model, batch = rng.choice(pairs)
+        assert model is not None and batch is not None
+        rate = truth.throughput(model, "a100", tj.gpus, batch)
+        iterations = None if rate is None else max(1, round(tj.duration_s * rate.value / batch))
+        out.append(replace(tj, model=model, batch_size=batch, iterations=iterations))
+    return out
