@@ -2,18 +2,19 @@
 
 The simulator's ground truth and the recommender's training data are these files, so a fresh
 install needs no ../shared/data. `python -m berth.recommender.tables SHARED_DATA OUT` rewrites
-them from the raw data (OUT: src/berth/data in a checkout); a test holds the shipped copies equal to what the importers make.
+them from the raw data (OUT: src/berth/data in a checkout); a test holds the shipped copies
+equal to what the importers make.
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
-from importlib import resources
 from collections.abc import Sequence
 from dataclasses import astuple, fields
+from importlib import resources
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from berth.core.profile import ProfileRecord
 from berth.recommender.importers import (
@@ -51,7 +52,7 @@ def write(out: Path, records: Sequence[ProfileRecord], power: Sequence[PowerReco
             writer.writerows(["" if v is None else v for v in astuple(r)] for r in rows)
 
 
-def _cell(value: str, kind: str) -> object:
+def _cell(value: str, kind: str) -> Any:
     if kind == "int":
         return int(value)
     if kind == "float":
@@ -69,10 +70,7 @@ def _read(path: Path, cls: type[R]) -> list[R]:
         if header != [field.name for field in fields(cls)]:
             raise ValueError(f"{path}: header {header} is not {cls.__name__}'s")
         try:
-            return [
-                cls(*(_cell(v, k) for v, k in zip(row, kinds, strict=True)))
-                for row in reader
-            ]
+            return [cls(*(_cell(v, k) for v, k in zip(row, kinds, strict=True))) for row in reader]
         except ValueError as exc:
             raise ValueError(f"{path}:{reader.line_num}: {exc}") from None
 

@@ -60,6 +60,8 @@ def test_the_snapshot_reads_back_what_the_description_says() -> None:
         ({"gpusPerNode": "eight"}, "pools[0].gpusPerNode"),
         ({"memory": "lots"}, "pools[0].memory"),
         ({"cpuClass": "m1"}, "pools[0].cpuClass"),
+        ({"idleWatts": -5}, "pools[0].idleWatts"),
+        ({"idleWatts": "900W"}, "pools[0].idleWatts"),
     ],
 )
 def test_a_bad_pool_is_rejected_naming_the_field(change: dict[str, Any], path: str) -> None:
@@ -75,3 +77,20 @@ def test_pool_names_must_be_unique() -> None:
     doc["pools"][1]["name"] = "a100"
     with pytest.raises(InvalidObject, match="unique"):
         parse_cluster(doc)
+
+
+def test_declared_idle_power_reaches_the_node_as_the_exporters_annotation() -> None:
+    doc = small()
+    doc["pools"][0]["idleWatts"] = 900
+    snap = build_snapshot(node_objects(parse_cluster(doc)), [])
+    assert snap.node("a100-0").idle_watts == 900
+    assert snap.node("v100-0").idle_watts is None
+
+
+def test_mixed_64_has_pai_proportions_in_64_nodes() -> None:
+    text = files("berth").joinpath("clusters/mixed-64.yaml").read_text()
+    cluster = parse_cluster(load_documents(text)[0])
+    nodes = {p.name: p.nodes for p in cluster.pools}
+    assert sum(nodes.values()) == 64
+    assert (nodes["p100"], nodes["t4"], nodes["v100m32"], nodes["v100"]) == (27, 17, 5, 3)
+    assert nodes["a100"] + nodes["k80"] == 9 and nodes["cpu"] == 3  # PAI's MISC and CPU

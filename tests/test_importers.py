@@ -8,7 +8,13 @@ from pathlib import Path
 import pytest
 
 from berth.core.profile import ProfileRecord
-from berth.recommender.importers import import_elasticflow, import_gavel
+from berth.recommender import tables
+from berth.recommender.importers import (
+    import_elasticflow,
+    import_gavel,
+    import_pollux_t4,
+    import_zeus_power,
+)
 
 
 def test_elasticflow_yields_every_measured_a100_cell(shared_data: Path) -> None:
@@ -54,3 +60,37 @@ def test_gavel_steps_become_samples_through_the_job_types_batch(shared_data: Pat
 def test_a_record_without_a_positive_throughput_is_refused() -> None:
     with pytest.raises(ValueError, match="not a measurement"):
         ProfileRecord("resnet50", 64, "v100", 1, 0.0, None, "test", "none")
+
+
+def test_pollux_keeps_the_packed_placement_of_each_t4_count(shared_data: Path) -> None:
+    # awk: placements matching ^[1-4]?4*$ (a partial node, then full nodes of four)
+    records, skipped = import_pollux_t4(shared_data / "pollux/t4_profiles")
+    assert (len(records), len(skipped)) == (824, 4718)
+    assert {r.accelerator for r in records} == {"t4"}
+    assert max(r.count for r in records) == 16
+
+
+def test_pollux_step_time_becomes_samples_through_the_global_batch(shared_data: Path) -> None:
+    records, _ = import_pollux_t4(shared_data / "pollux/t4_profiles")
+    (r,) = [r for r in records if (r.family, r.count, r.batch_size) == ("resnet50", 4, 80)]
+    assert r.throughput == pytest.approx(80 / 0.16101932525634766)
+    assert "placement 4 local batch 20" in r.source
+
+
+def test_zeus_power_is_the_median_at_the_default_limit(shared_data: Path) -> None:
+    power = import_zeus_power(shared_data / "zeus")
+    assert len(power) == 20  # 4 GPUs x 5 networks
+    (p,) = [p for p in power if (p.family, p.accelerator) == ("resnet50", "v100")]
+    assert (p.power_limit_w, p.runs) == (250, 8)
+    assert p.watts == pytest.approx((220.66608560384415 + 222.43902320007504) / 2)
+
+
+def test_the_shipped_tables_are_what_the_importers_make(shared_data: Path) -> None:
+    assert tables.read() == tables.derive(shared_data)
+
+
+def test_a_shipped_table_with_a_foreign_header_is_refused(tmp_path: Path) -> None:
+    (tmp_path / tables.THROUGHPUT_FILE).write_text("family,watts\nbert,1\n")
+    (tmp_path / tables.POWER_FILE).write_text("")
+    with pytest.raises(ValueError, match="is not ProfileRecord's"):
+        tables.read(tmp_path)

@@ -7,6 +7,7 @@ import json
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -131,7 +132,8 @@ def cmd_simulate(args: argparse.Namespace) -> int:
             print(f"  {error}", file=sys.stderr)
         return 2
 
-    nodes = list(build_snapshot(node_objects(cluster), []).nodes)
+    # Simulated nodes are Ready, as kwok reports them on the test control plane.
+    nodes = [replace(n, ready=True) for n in build_snapshot(node_objects(cluster), []).nodes]
     gpus = sum(n.allocatable.gpus for n in nodes)
     variants = cluster_variants(nodes)
     work = prepare(trace, nodes, truth)

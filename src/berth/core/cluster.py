@@ -161,11 +161,7 @@ def node_objects(cluster: ClusterDescription) -> list[dict[str, Any]]:
                         "labels": {**labels, "kubernetes.io/hostname": name},
                         "annotations": annotations,
                     },
-                    "status": {
-                        "capacity": dict(capacity),
-                        "allocatable": dict(capacity),
-                        "conditions": [{"type": "Ready", "status": "True"}],
-                    },
+                    "status": {"capacity": dict(capacity), "allocatable": dict(capacity)},
                 }
             )
     return nodes

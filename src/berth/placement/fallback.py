@@ -31,9 +31,7 @@ class SpecTransfer:
             by_type = self._rates.setdefault((r.family, r.count), {})
             by_type.setdefault(r.accelerator, []).append(Rate(r.batch_size, r.throughput, r.source))
 
-    def predict(
-        self, family: str, batch: int, variant: Variant, count: int
-    ) -> Prediction | None:
+    def predict(self, family: str, batch: int, variant: Variant, count: int) -> Prediction | None:
         by_type = self._rates.get((family, count))
         if not by_type:
             return None

@@ -43,6 +43,4 @@ def kube_default(
     now: datetime,
 ) -> Plan:
     nodes = {n.name: n for n in snapshot.nodes}
-    return rigid_plan(
-        snapshot, job, predictions, now, spread, lambda o: _least_allocated(o, nodes)
-    )
+    return rigid_plan(snapshot, job, predictions, now, spread, lambda o: _least_allocated(o, nodes))

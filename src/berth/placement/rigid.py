@@ -37,9 +37,7 @@ def rigid_plan(
     count = job.accelerators.count.max
     need, min_mib = worker_need(job), min_memory_mib(job)
     budget = deadline_budget(job, now)
-    types = sorted(
-        {n.accelerator.type for n in snapshot.nodes if n.accelerator.type is not None}
-    )
+    types = sorted({n.accelerator.type for n in snapshot.nodes if n.accelerator.type is not None})
     options = []
     for type_id in types:
         prediction = predictions.get((type_id, count))

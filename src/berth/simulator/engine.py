@@ -100,7 +100,7 @@ def simulate(
     order = [n.name for n in nodes]
     kind = {n.name: n.accelerator.type or "" for n in nodes}
     idle_watts = {n.name: n.idle_watts or 0.0 for n in nodes}
-    free = {}
+    free: dict[str, int] = {}
     for n in nodes:
         free[kind[n.name]] = free.get(kind[n.name], 0) + devices_free(n)
     awake_since: dict[str, float] = {}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -90,7 +91,9 @@ def table(policies: Mapping[str, Mapping[str, Any]], baseline: str) -> str:
         )
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
     return "\n".join(
-        "  ".join(c.rjust(w) if i else c.ljust(w) for i, (c, w) in enumerate(zip(r, widths)))
+        "  ".join(
+            c.rjust(w) if i else c.ljust(w) for i, (c, w) in enumerate(zip(r, widths, strict=True))
+        )
         for r in [header, *rows]
     )
 
@@ -124,7 +127,7 @@ def plot(
     if timeline:
         start = timeline[0][0]
         # Each level holds until the next event: repeat it there so the areas step.
-        steps = [p for a, b in zip(timeline, timeline[1:]) for p in (a, (b[0], a[1]))]
+        steps = [p for a, b in pairwise(timeline) for p in (a, (b[0], a[1]))]
         steps.append(timeline[-1])
         hours = [(t - start) / 3600 for t, _ in steps]
         stacks = [[counts.get(t, 0) for _, counts in steps] for t in types]

@@ -82,7 +82,9 @@ def prepare(trace: Sequence[TraceJob], nodes: Sequence[NodeState], truth: Ground
                 if modelled:
                     work.modelled_power.add((tj.model, type_id))
         if not any(c == tj.gpus for _, c in offers):
-            work.excluded[f"{tj.model} x{tj.gpus}: the user's count is measured on no type here"] += 1
+            work.excluded[
+                f"{tj.model} x{tj.gpus}: the user's count is measured on no type here"
+            ] += 1
             continue
         job = parse_job(as_manifest(tj, EPOCH + timedelta(seconds=tj.submitted_s)))
         samples = job.workload.total_samples

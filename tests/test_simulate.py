@@ -1,0 +1,84 @@
+"""`berth simulate` replays a trace under every policy and writes the table, report and plot."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from berth.cli import main
+from berth.recommender import tables
+from berth.simulator.run import POLICIES, assign_workloads
+from berth.simulator.traces import load_itp, load_philly
+from berth.simulator.truth import GroundTruth
+
+REPORT_KEYS = {"energy_kwh", "avg_jct_s", "p99_jct_s", "makespan_s", "deadlines_met", "jobs"}
+
+
+def simulate(tmp_path: Path, *args: str) -> int:
+    out = ["--json", str(tmp_path / "r.json"), "--plot", str(tmp_path / "r.png")]
+    return main(["simulate", "--quiet", *out, *args])
+
+
+def test_simulate_writes_every_policy_to_the_report_and_the_plot(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert simulate(tmp_path, "--jobs", "40") == 0
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert set(report["policies"]) == set(POLICIES)
+    for figures in report["policies"].values():
+        assert set(figures) >= REPORT_KEYS and figures["jobs"] == 40
+    assert (tmp_path / "r.png").read_bytes()[:4] == b"\x89PNG"
+    out = capsys.readouterr().out
+    assert "kube-default" in out and "1.00x" in out and "MODELLED" in out
+
+
+def test_simulate_runs_the_chosen_policies_on_a_window_of_the_trace(tmp_path: Path) -> None:
+    assert simulate(tmp_path, "--policies", "berth,kube-default", "--window", "0:6") == 0
+    report = json.loads((tmp_path / "r.json").read_text())
+    first = min(j.submitted_s for j in load_itp(Path(report["trace"])))
+    in_window = [j for j in load_itp(Path(report["trace"])) if j.submitted_s - first < 6 * 3600]
+    assert set(report["policies"]) == {"berth", "kube-default"}
+    assert report["policies"]["berth"]["jobs"] == len(in_window)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--policies", "berth,slurm"], "unknown ['slurm']"),
+        (["--window", "6:1"], "want 0 <= START < END"),
+        (["--jobs", "0"], "--jobs must be at least 1"),
+        (["--cluster", "nowhere"], "no such file or bundled cluster"),
+    ],
+)
+def test_simulate_refuses_bad_options_with_a_reason(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], args: list[str], message: str
+) -> None:
+    assert simulate(tmp_path, *args) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_simulate_names_each_bad_field_of_a_cluster_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bad = tmp_path / "c.yaml"
+    bad.write_text("name: c\npools:\n- {name: a, accelerator: a100-sxm4-80gb, gpusPerNode: 8,"
+                   " nodes: 1, cpuCores: 8, idleWatts: lots}\n")  # fmt: skip
+    assert simulate(tmp_path, "--cluster", str(bad)) == 2
+    assert "pools[0].idleWatts" in capsys.readouterr().err
+
+
+def test_philly_jobs_get_a_seeded_model_and_the_work_of_their_duration(
+    shared_data: Path,
+) -> None:
+    truth = GroundTruth(*tables.read())
+    philly = load_philly(shared_data / "pollux/philly.csv")[:200]
+    mix = load_itp(shared_data / "elasticflow/traces/195job.csv")
+    first, again = (assign_workloads(philly, mix, truth, seed=7) for _ in range(2))
+    assert first == again
+    job = next(j for j in first if j.iterations is not None and j.gpus == 1)
+    assert job.model is not None and job.batch_size is not None
+    rate = truth.throughput(job.model, "a100", 1, job.batch_size)
+    assert rate is not None
+    assert job.iterations == max(1, round(job.duration_s * rate.value / job.batch_size))
