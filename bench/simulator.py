@@ -87,7 +87,8 @@ def main() -> int:
     )
     print(f"{'policy':<13} {'wall s':>7} {'jobs/s':>8} {'decisions/s':>12}  vs {BASELINE}")
     walls: dict[str, float] = {}
-    for name in args.policies.split(","):
+    names = args.policies.split(",")
+    for name in sorted(names, key=lambda n: n != BASELINE):  # the baseline first, for ratios
         policy, oracle = POLICIES[name]
         began = time.perf_counter()
         run = simulate(work.jobs, nodes, policy, work.offers, told[oracle])
