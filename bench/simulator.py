@@ -21,8 +21,8 @@ import yaml
 
 from berth.core.cluster import node_objects, parse_cluster
 from berth.core.snapshot import build_snapshot
-from berth.placement.fallback import SpecTransfer
 from berth.recommender import tables
+from berth.recommender.model import load as load_model
 from berth.simulate import CLUSTERS
 from berth.simulator.engine import simulate
 from berth.simulator.run import (
@@ -78,7 +78,7 @@ def main() -> int:
     variants = cluster_variants(nodes)
     told = {
         True: oracle_predictions(work, truth, variants),
-        False: model_predictions(work, SpecTransfer(records), variants),
+        False: model_predictions(work, load_model(), variants),
     }
     print(
         f"{len(work.jobs)} jobs ({len(trace) - len(work.jobs)} left out) on {len(nodes)} nodes; "

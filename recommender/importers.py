@@ -153,6 +153,7 @@ class PowerRecord:
 
     family: str
     accelerator: str
+    batch_size: int  # the median batch of those runs
     watts: float
     power_limit_w: float
     runs: int
@@ -171,15 +172,18 @@ def import_zeus_power(folder: Path) -> list[PowerRecord]:
         with path.open(newline="") as f:
             rows = list(csv.DictReader(f))
         limit = max(float(r["power_limit"]) for r in rows)
-        by_network: dict[str, list[float]] = {}
+        by_network: dict[str, list[tuple[float, int]]] = {}
         for r in rows:
             if float(r["power_limit"]) == limit:
-                by_network.setdefault(r["network"], []).append(float(r["average_power"]))
-        for network, watts in sorted(by_network.items()):
+                run = (float(r["average_power"]), int(r["batch_size"]))
+                by_network.setdefault(r["network"], []).append(run)
+        for network, runs in sorted(by_network.items()):
+            watts = [w for w, _ in runs]
             records.append(
                 PowerRecord(
                     family=ZEUS_FAMILIES.get(network, network),
                     accelerator=accelerator,
+                    batch_size=statistics.median_low(b for _, b in runs),
                     watts=statistics.median(watts),
                     power_limit_w=limit,
                     runs=len(watts),

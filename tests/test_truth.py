@@ -18,8 +18,8 @@ def record(family: str, type_id: str, count: int, batch: int, rate: float) -> Pr
 
 
 ZEUS = [
-    PowerRecord("resnet50", "v100", 200.0, 250.0, 3, "zeus v100"),
-    PowerRecord("resnet50", "p100", 150.0, 250.0, 3, "zeus p100"),
+    PowerRecord("resnet50", "v100", 64, 200.0, 250.0, 3, "zeus v100"),
+    PowerRecord("resnet50", "p100", 64, 150.0, 250.0, 3, "zeus p100"),
 ]
 
 

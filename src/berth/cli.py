@@ -15,6 +15,7 @@ from berth.core.job import AcceleratorJob, check_deadline, parse_job
 from berth.core.manifest import load_documents
 from berth.core.validation import InvalidObject
 from berth.crds import GROUP, KIND
+from berth.recommender import commands as recommender_commands
 
 
 def _manifest_files(paths: Sequence[Path]) -> list[Path]:
@@ -121,6 +122,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     validate.set_defaults(func=cmd_validate)
     simulate.add_parser(commands)
+    recommender_commands.add_parsers(commands)
     return parser
 
 

@@ -19,11 +19,14 @@ from berth.core.snapshot import build_snapshot
 from berth.core.validation import InvalidObject
 from berth.placement.fallback import SpecTransfer
 from berth.recommender import tables
+from berth.recommender.model import ModelError
+from berth.recommender.model import load as load_model
 from berth.simulator.engine import simulate
 from berth.simulator.report import metrics, plot, table
 from berth.simulator.run import (
     BASELINE,
     POLICIES,
+    Predictor,
     assign_workloads,
     cluster_variants,
     model_predictions,
@@ -140,7 +143,12 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     if not work.jobs:
         print(f"error: no job of {args.trace} can run on {cluster.name}", file=sys.stderr)
         return 1
-    predictor = SpecTransfer(records)
+    predictor: Predictor
+    try:
+        predictor = load_model()
+    except ModelError as exc:
+        print(f"warning: {exc}; berth uses the fallback predictor", file=sys.stderr)
+        predictor = SpecTransfer(records)
     told = {
         True: oracle_predictions(work, truth, variants),
         False: model_predictions(work, predictor, variants),

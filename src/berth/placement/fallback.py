@@ -9,7 +9,7 @@ berth uses before a recommender model exists and when the recommender cannot be 
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 from berth.core.catalog import TYPES, Variant
 from berth.core.profile import ProfileRecord, Rate, nearest
@@ -50,3 +50,8 @@ class SpecTransfer:
             variant.tdp_w * TDP_FRACTION, "W", f"TDP {variant.tdp_w:g} W x {TDP_FRACTION}"
         )
         return Prediction(throughput, watts)
+
+    def predict_many(
+        self, rows: Sequence[tuple[str, int, Variant, int]]
+    ) -> list[Prediction | None]:
+        return [self.predict(*row) for row in rows]

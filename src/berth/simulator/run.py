@@ -13,12 +13,12 @@ from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
+from typing import Protocol
 
 from berth.core.catalog import VARIANTS, Variant
 from berth.core.job import parse_job
 from berth.core.snapshot import NodeState
 from berth.placement.eelas_like import eelas_like
-from berth.placement.fallback import SpecTransfer
 from berth.placement.gavel_like import gavel_like
 from berth.placement.kube_default import kube_default
 from berth.placement.plan import Prediction, decide
@@ -112,20 +112,26 @@ def oracle_predictions(
     return told
 
 
+class Predictor(Protocol):
+    @property
+    def name(self) -> str: ...
+
+    def predict_many(
+        self, rows: Sequence[tuple[str, int, Variant, int]]
+    ) -> Sequence[Prediction | None]: ...
+
+
 def model_predictions(
-    work: Workload, predictor: SpecTransfer, variants: Mapping[str, Variant]
+    work: Workload, predictor: Predictor, variants: Mapping[str, Variant]
 ) -> Callable[[SimJob], dict[tuple[str, int], Prediction]]:
-    """The predictor's figures for the offered candidates only: berth never picks a candidate
-    the ground truth cannot run."""
+    """The predictor's figures for the offered candidates only (berth never picks a candidate
+    the ground truth cannot run), all of a job's candidates in one call."""
 
     def told(job: SimJob) -> dict[tuple[str, int], Prediction]:
         family, batch = work.family[job.id]
-        out = {}
-        for type_id, count in work.offers[job.id]:
-            p = predictor.predict(family, batch, variants[type_id], count)
-            if p is not None:
-                out[(type_id, count)] = p
-        return out
+        keys = sorted(work.offers[job.id])
+        found = predictor.predict_many([(family, batch, variants[t], c) for t, c in keys])
+        return {key: p for key, p in zip(keys, found, strict=True) if p is not None}
 
     return told
 

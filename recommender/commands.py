@@ -1,0 +1,154 @@
+"""`berth train`, `berth evaluate` and `berth serve-recommender`: the shells around the
+recommender. Training and evaluation need torch (`pip install 'berth[train]'`); serving does
+not."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from berth.recommender import dataset, tables
+from berth.recommender.model import SHIPPED
+
+
+def add_parsers(commands: Any) -> None:
+    train = commands.add_parser(
+        "train", help="train the recommender on the measured tables and export it to ONNX"
+    )
+    train.add_argument("--out", type=Path, default=Path("recommender.onnx"),
+                       help="model path; <out>.sha256 is written beside it "
+                       "(the shipped model: src/berth/data/recommender.onnx)")  # fmt: skip
+    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--members", type=int, default=5, help="ensemble size")
+    train.add_argument("--epochs", type=int, default=1000, help="most epochs per member")
+    train.add_argument("--quiet", action="store_true")
+    train.set_defaults(func=cmd_train)
+
+    evaluate = commands.add_parser(
+        "evaluate", help="held-out, leave-one-type-out and top-1 metrics of a recommender model"
+    )
+    evaluate.add_argument("--model", type=Path, default=SHIPPED)
+    evaluate.add_argument("--json", type=Path, default=None, help="also write the metrics here")
+    evaluate.add_argument("--quiet", action="store_true")
+    evaluate.set_defaults(func=cmd_evaluate)
+
+
+def _torch_or_exit() -> None:
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        print("error: training needs torch: pip install 'berth[train]'", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+def _pct(x: float) -> str:
+    return "-" if x != x else f"{x:.1%}"  # NaN: nothing to measure
+
+
+def _print_metrics(m: dict[str, Any]) -> None:
+    h = m["held_out"]
+    print(f"held-out rows: {h['rows']} ({h['power_rows']} with power)")
+    print(f"  throughput MAPE {_pct(h['throughput_mape'])}  (target <= 10%)")
+    for kind in ("source", "type"):
+        parts = ", ".join(f"{k} {_pct(v)}" for k, v in h[f"throughput_mape_by_{kind}"].items())
+        print(f"    by {kind}: {parts}")
+    print(f"  power MAPE {_pct(h['power_mape'])}")
+    print(f"  90% interval coverage {_pct(h['coverage_90'])}  (target >= 85%)")
+    if "leave_one_type_out" in m:
+        parts = ", ".join(f"{k} {_pct(v)}" for k, v in m["leave_one_type_out"].items())
+        print(f"leave-one-type-out throughput MAPE: {parts}  (target <= 15%)")
+    t = m["top1"]
+    print(
+        f"top-1 over {t['groups']} (family, batch) groups: time {_pct(t['top1_time'])} "
+        f"(regret {_pct(t['mean_regret_time'])}), energy {_pct(t['top1_energy'])} "
+        f"(regret {_pct(t['mean_regret_energy'])})  (target >= 95%)"
+    )
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    _torch_or_exit()
+    from berth.recommender import evaluation, train
+    from berth.simulator.truth import GroundTruth
+
+    s = train.Settings(members=args.members, epochs=args.epochs, seed=args.seed)
+    records, power = tables.read()
+    rows = dataset.build(records, power)
+    rest, test = train.split(len(rows), s.test_fraction, s.seed)
+    print(f"training on {len(rest)} rows ({len(test)} held out) ...", file=sys.stderr)
+    trained = train.fit(rows.subset(rest), s, None if args.quiet else train.bar("ensemble"))
+
+    def predict(x: Any) -> Any:
+        mean, sd = trained.predict(x)
+        return mean, sd * trained.interval_scale
+
+    truth = GroundTruth(records, power)
+    metrics = {
+        "held_out": evaluation.held_out(predict, rows.subset(test)),
+        "top1": evaluation.top1(predict, rows, _true_watts(truth), _tdp),
+    }
+    meta = {
+        "data_sha256": dataset.digest(records, power),
+        "settings": train.settings_dict(s),
+        "rows": {"train": len(rest), "test": len(test)},
+        "metrics": metrics,
+    }
+    digest = train.export(trained, args.out, meta, rows.x)
+    _print_metrics(metrics)
+    print(f"model: {args.out} (sha256 {digest})")
+    return 0
+
+
+def _tdp(type_id: str) -> float:
+    return dataset.variant_of(type_id).tdp_w
+
+
+def _true_watts(truth: Any) -> Any:
+    def watts(family: str, type_id: str) -> float:
+        return float(truth.device_watts(family, dataset.variant_of(type_id)).value)
+
+    return watts
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from berth.recommender.model import ModelError, load
+
+    try:
+        model = load(args.model)
+    except ModelError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    _torch_or_exit()
+    from berth.recommender import evaluation, train
+    from berth.simulator.truth import GroundTruth
+
+    records, power = tables.read()
+    if model.metadata.get("data_sha256") != dataset.digest(records, power):
+        print("warning: the model was trained on other data than the shipped tables")
+    rows = dataset.build(records, power)
+    s = train.Settings(**model.metadata["settings"])
+    _, test = train.split(len(rows), s.test_fraction, s.seed)
+    metrics: dict[str, Any] = {
+        "model": str(args.model),
+        "sha256": model.sha256,
+        "held_out": evaluation.held_out(model.infer, rows.subset(test)),
+        "top1": evaluation.top1(model.infer, rows, _true_watts(GroundTruth(records, power)), _tdp),
+    }
+    # Leave one type out: train without it (same settings), predict its measured rows.
+    loto = {}
+    for type_id in sorted(set(rows.type)):
+        keep = [i for i, t in enumerate(rows.type) if t != type_id]
+        out = [i for i, t in enumerate(rows.type) if t == type_id]
+        if not args.quiet:
+            print(f"leave out {type_id}: training on {len(keep)} rows", file=sys.stderr)
+        trained = train.fit(rows.subset(keep), s)
+        held = rows.subset(out)
+        loto[type_id] = evaluation.mape(trained.predict(held.x)[0][:, 0], held.y[:, 0])
+    metrics["leave_one_type_out"] = loto
+    _print_metrics(metrics)
+    if args.json:
+        args.json.write_text(json.dumps(metrics, indent=2) + "\n")
+        print(f"metrics: {args.json}")
+    return 0
