@@ -35,6 +35,15 @@ def add_parsers(commands: Any) -> None:
     evaluate.add_argument("--quiet", action="store_true")
     evaluate.set_defaults(func=cmd_evaluate)
 
+    serve = commands.add_parser(
+        "serve-recommender", help="serve the recommender over HTTP (onnxruntime; no torch)"
+    )
+    serve.add_argument("--host", default="127.0.0.1", help="default 127.0.0.1; 0.0.0.0 in pods")
+    serve.add_argument("--port", type=int, default=8080)
+    serve.add_argument("--model", type=Path, default=SHIPPED,
+                       help="ONNX model, <model>.sha256 beside it (default: shipped)")  # fmt: skip
+    serve.set_defaults(func=cmd_serve)
+
 
 def _torch_or_exit() -> None:
     try:
@@ -151,4 +160,32 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     if args.json:
         args.json.write_text(json.dumps(metrics, indent=2) + "\n")
         print(f"metrics: {args.json}")
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    import logging
+
+    from berth.recommender.model import ModelError
+    from berth.recommender.server import make_server, watch
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    try:
+        server = make_server(args.model, args.host, args.port)
+    except ModelError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        print(f"error: cannot listen on {args.host}:{args.port}: {exc}", file=sys.stderr)
+        return 2
+    watch(server)
+    host, port = str(server.server_address[0]), server.server_address[1]
+    model = server.RequestHandlerClass.service.model  # type: ignore[attr-defined]
+    print(f"serving {model.version} on http://{host}:{port}", flush=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
     return 0

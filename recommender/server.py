@@ -1,0 +1,271 @@
+"""The recommender's HTTP endpoint: onnxruntime behind a small threaded HTTP server.
+
+Routes: POST /v1/recommend, POST /v1/predict, GET /v1/model; the Open Inference Protocol v2
+(/v2/health/live, /v2/health/ready, /v2/models/<name>[/ready], POST /v2/models/<name>/infer);
+GET /metrics. Handlers only translate: parsing and checks in `requests.py`, ranking in
+`recommend.py`. A new model file (with a matching .sha256) is picked up without dropping a
+request: each request uses the model it started with.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    generate_latest,
+)
+
+from berth.recommender import requests
+from berth.recommender.model import Model, ModelError, load
+from berth.recommender.recommend import rank
+
+MODEL_NAME = "berth-recommender"
+MAX_BODY = 1 << 20  # bytes
+log = logging.getLogger("berth.recommender")
+
+
+class BadRequest(Exception):
+    def __init__(self, message: str, status: HTTPStatus = HTTPStatus.BAD_REQUEST) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class Service:
+    """The model being served and the metrics; swaps the model when its file changes."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.model: Model = load(path)  # refuses a file whose sha256 does not match
+        self._stamp = self._file_stamp()
+        self.registry = CollectorRegistry()
+        self.requests = Counter(
+            "berth_recommender_requests", "Requests by route and status code.",
+            ["route", "code"], registry=self.registry,
+        )  # fmt: skip
+        self.latency = Histogram(
+            "berth_recommender_request_seconds", "Request latency by route.", ["route"],
+            registry=self.registry,
+            buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1.0),
+        )  # fmt: skip
+
+    def _file_stamp(self) -> tuple[float, float]:
+        sidecar = Path(f"{self.path}.sha256")
+        return (self.path.stat().st_mtime, sidecar.stat().st_mtime)
+
+    def reload_if_changed(self) -> None:
+        try:
+            stamp = self._file_stamp()
+            if stamp == self._stamp:
+                return
+            self.model = load(self.path)
+            self._stamp = stamp
+            log.info("serving %s", self.model.version)
+        except (OSError, ModelError) as exc:
+            log.error("kept %s: the new file was refused: %s", self.model.version, exc)
+
+    # --- routes --------------------------------------------------------------------------
+
+    def recommend(self, body: Any) -> dict[str, Any]:
+        model = self.model
+        job, candidates, variants = requests.recommend_request(body)
+        predictions = model.predict_many(
+            [
+                (job.model, job.batch_size, v, c.count)
+                for c, v in zip(candidates, variants, strict=True)
+            ]
+        )
+        ranked = rank(candidates, predictions, job.objective, job.total_samples, job.deadline_s)
+        return {"model": model.version, "ranked": [requests.ranked_json(r) for r in ranked]}
+
+    def predict(self, body: Any) -> dict[str, Any]:
+        model = self.model
+        x = requests.feature_rows(body, "instances", len(model.names))
+        mean, std = model.infer(x)
+        return {
+            "model": model.version,
+            "outputs": model.metadata.get("outputs"),
+            "mean": mean.tolist(),
+            "std": std.tolist(),
+        }
+
+    def describe(self) -> dict[str, Any]:
+        model = self.model
+        return {
+            "name": MODEL_NAME,
+            "version": model.metadata.get("version"),
+            "sha256": model.sha256,
+            "features": list(model.names),
+            "outputs": model.metadata.get("outputs"),
+            "data_sha256": model.metadata.get("data_sha256"),
+            "metrics": model.metadata.get("metrics"),
+        }
+
+    def v2_metadata(self) -> dict[str, Any]:
+        model = self.model
+        return {
+            "name": MODEL_NAME,
+            "versions": [model.sha256[:12]],
+            "platform": "onnxruntime_onnx",
+            "inputs": [{"name": "features", "datatype": "FP32", "shape": [-1, len(model.names)]}],
+            "outputs": [
+                {"name": "mean", "datatype": "FP32", "shape": [-1, 2]},
+                {"name": "std", "datatype": "FP32", "shape": [-1, 2]},
+            ],
+        }
+
+    def v2_infer(self, body: Any) -> dict[str, Any]:
+        model = self.model
+        x, wanted, request_id = requests.v2_inputs(body, len(model.names))
+        mean, std = model.infer(x)
+        outputs = [
+            {"name": name, "datatype": "FP32", "shape": list(values.shape),
+             "data": values.astype(np.float32).ravel().tolist()}
+            for name, values in (("mean", mean), ("std", std))
+            if wanted is None or name in wanted
+        ]  # fmt: skip
+        answer: dict[str, Any] = {
+            "model_name": MODEL_NAME,
+            "model_version": model.sha256[:12],
+            "outputs": outputs,
+        }
+        if request_id is not None:
+            answer["id"] = request_id
+        return answer
+
+
+class Handler(BaseHTTPRequestHandler):
+    service: Service  # set on the subclass serve() makes
+    protocol_version = "HTTP/1.1"  # keep-alive, as load balancers and clients expect
+
+    def log_message(self, format: str, *args: Any) -> None:
+        log.debug("%s " + format, self.address_string(), *args)
+
+    def _send(self, status: int, payload: Any, content_type: str = "application/json") -> None:
+        data = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def _body(self) -> Any:
+        try:
+            length = int(self.headers.get("Content-Length", ""))
+        except ValueError:
+            raise BadRequest(
+                "a body with a Content-Length is required", HTTPStatus.LENGTH_REQUIRED
+            ) from None
+        if length < 0 or length > MAX_BODY:
+            # Not read: close the connection rather than leave the body in the stream.
+            self.close_connection = True
+            raise BadRequest(
+                f"body of {length} bytes exceeds {MAX_BODY}", HTTPStatus.REQUEST_ENTITY_TOO_LARGE
+            )
+        raw = self.rfile.read(length)
+        try:
+            return json.loads(raw, parse_constant=_no_constant)
+        except (UnicodeDecodeError, json.JSONDecodeError, ValueError) as exc:
+            raise BadRequest(f"body is not valid JSON: {exc}") from None
+
+    def _route(self, method: str) -> tuple[str, Any]:
+        path = self.path.split("?", 1)[0]
+        s = self.service
+        if method == "GET":
+            if path == "/v1/model":
+                return path, lambda: s.describe()
+            if path == "/v2/health/live":
+                return path, lambda: {"live": True}
+            if path == "/v2/health/ready":
+                return path, lambda: {"ready": True}
+            if path == "/metrics":
+                return path, lambda: generate_latest(s.registry)
+            if path == f"/v2/models/{MODEL_NAME}":
+                return "/v2/models/<name>", lambda: s.v2_metadata()
+            if path == f"/v2/models/{MODEL_NAME}/ready":
+                return "/v2/models/<name>/ready", lambda: {"name": MODEL_NAME, "ready": True}
+        if method == "POST":
+            if path == "/v1/recommend":
+                return path, lambda: s.recommend(self._body())
+            if path == "/v1/predict":
+                return path, lambda: s.predict(self._body())
+            if path == f"/v2/models/{MODEL_NAME}/infer":
+                return "/v2/models/<name>/infer", lambda: s.v2_infer(self._body())
+        if path.startswith("/v2/models/"):
+            return "unknown", _fail(
+                f"no model here by that name; this server serves {MODEL_NAME}", HTTPStatus.NOT_FOUND
+            )
+        return "unknown", _fail(f"no route {method} {path}", HTTPStatus.NOT_FOUND)
+
+    def _handle(self, method: str) -> None:
+        began = time.perf_counter()
+        route, action = self._route(method)
+        status = HTTPStatus.OK
+        try:
+            result = action()
+            if route == "/metrics":
+                self._send(status, result, CONTENT_TYPE_LATEST)
+            else:
+                self._send(status, result)
+        except BadRequest as exc:
+            status = exc.status
+            self._send(status, {"error": str(exc)})
+        except (requests.RequestError, ValueError) as exc:
+            status = HTTPStatus.BAD_REQUEST
+            self._send(status, {"error": str(exc)})
+        except Exception:  # a bug, not the caller's fault: say so, keep serving
+            log.exception("internal error on %s %s", method, self.path)
+            status = HTTPStatus.INTERNAL_SERVER_ERROR
+            self._send(status, {"error": "internal error; see the server log"})
+        self.service.requests.labels(route, str(int(status))).inc()
+        self.service.latency.labels(route).observe(time.perf_counter() - began)
+
+    def do_GET(self) -> None:
+        self._handle("GET")
+
+    def do_POST(self) -> None:
+        self._handle("POST")
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a number JSON allows")
+
+
+def _fail(message: str, status: HTTPStatus) -> Any:
+    def action() -> Any:
+        raise BadRequest(message, status)
+
+    return action
+
+
+def make_server(path: Path, host: str, port: int) -> ThreadingHTTPServer:
+    service = Service(path)
+    handler = type("BoundHandler", (Handler,), {"service": service})
+    server = ThreadingHTTPServer((host, port), handler)
+    server.daemon_threads = True
+    return server
+
+
+def watch(server: ThreadingHTTPServer, every_s: float = 2.0) -> threading.Thread:
+    """Checks the model file every few seconds and swaps in a new one that passes its check."""
+    service: Service = server.RequestHandlerClass.service  # type: ignore[attr-defined]
+    stop = threading.Event()
+
+    def loop() -> None:
+        while not stop.wait(every_s):
+            service.reload_if_changed()
+
+    thread = threading.Thread(target=loop, name="model-watch", daemon=True)
+    thread.start()
+    return thread
