@@ -9,8 +9,8 @@ if [ ! -x .venv/bin/python ]; then
     echo "== creating .venv"
     python3 -m venv .venv
 fi
-echo "== installing berth[test] (editable, strict: see README, Development)"
-.venv/bin/python -m pip install --quiet --editable '.[test]' --config-settings editable_mode=strict
+echo "== installing berth[test,train] (editable, strict: see README, Development)"
+.venv/bin/python -m pip install --quiet --editable '.[test,train]' --config-settings editable_mode=strict
 
 echo "== ruff"
 .venv/bin/ruff check .
