@@ -65,17 +65,18 @@ def load_test(port: int, seconds: float, clients: int) -> tuple[list[float], int
 
 def numpy_forward(path: str):  # type: ignore[no-untyped-def]
     """The ensemble as numpy: each member's three layers, SiLU, its output scaling."""
-    weights = {i.name: numpy_helper.to_array(i) for i in onnx.load(path).graph.initializer}
-    members = sorted({k.split(".")[1] for k in weights if k.startswith("members.")}, key=int)
+    proto = onnx.load(path)
+    weights = {i.name: numpy_helper.to_array(i) for i in proto.graph.initializer}
+    meta = {p.key: p.value for p in proto.metadata_props}
+    scaling = json.loads(meta["berth.member_scaling"])
 
-    def layer(m: str, k: int) -> tuple[np.ndarray, np.ndarray]:
+    def layer(m: int, k: int) -> tuple[np.ndarray, np.ndarray]:
         return weights[f"members.{m}.net.{k}.weight"].T, weights[f"members.{m}.net.{k}.bias"]
 
     params = [
-        (layer(m, 0), layer(m, 2), layer(m, 4), weights[f"members.{m}.y_mean"],
-         weights[f"members.{m}.y_scale"])
-        for m in members
-    ]  # fmt: skip
+        (layer(m, 0), layer(m, 2), layer(m, 4), s["mean"], s["scale"])
+        for m, s in enumerate(scaling)
+    ]
 
     def silu(x: np.ndarray) -> np.ndarray:
         out: np.ndarray = x / (1 + np.exp(-x))
@@ -85,7 +86,7 @@ def numpy_forward(path: str):  # type: ignore[no-untyped-def]
         outs = []
         for (w0, b0), (w1, b1), (w2, b2), y_mean, y_scale in params:
             raw = silu(silu(x @ w0 + b0) @ w1 + b1) @ w2 + b2
-            rate = raw[:, :1] * y_scale[:1] + y_mean[:1]
+            rate = raw[:, :1] * y_scale + y_mean
             power = -np.logaddexp(0, -(raw[:, 1:] + 1.0))  # log-sigmoid
             outs.append(np.concatenate([rate, power], axis=1))
         stacked = np.stack(outs)

@@ -148,6 +148,7 @@ class Service:
 class Handler(BaseHTTPRequestHandler):
     service: Service  # set on the subclass serve() makes
     protocol_version = "HTTP/1.1"  # keep-alive, as load balancers and clients expect
+    disable_nagle_algorithm = True  # headers and body go out in two writes: no 40 ms stall
 
     def log_message(self, format: str, *args: Any) -> None:
         log.debug("%s " + format, self.address_string(), *args)

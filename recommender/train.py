@@ -199,6 +199,14 @@ def export(trained: Trained, path: Path, metadata: dict[str, Any], check: np.nda
         "berth.interval_scale": json.dumps(trained.interval_scale),
         "berth.outputs": json.dumps(["log samples/s", "log (W per device / TDP)"]),
         "berth.version": __version__,
+        # Each member answers raw x scale + mean for throughput (folded into the graph).
+        "berth.member_scaling": json.dumps(
+            [
+                {"mean": float(m.y_mean[0]), "scale": float(m.y_scale[0])}
+                for m in trained.ensemble.members
+                if isinstance(m, Member)
+            ]
+        ),
         **{f"berth.{k}": json.dumps(v) for k, v in metadata.items()},
     }
     for key, value in sorted(meta.items()):
