@@ -32,6 +32,8 @@ def add_parsers(commands: Any) -> None:
     )
     evaluate.add_argument("--model", type=Path, default=SHIPPED)
     evaluate.add_argument("--json", type=Path, default=None, help="also write the metrics here")
+    evaluate.add_argument("--plot", type=Path, default=None,
+                          help="predicted vs measured on the held-out rows (PNG)")  # fmt: skip
     evaluate.add_argument("--quiet", action="store_true")
     evaluate.set_defaults(func=cmd_evaluate)
 
@@ -157,6 +159,10 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         loto[type_id] = evaluation.mape(trained.predict(held.x)[0][:, 0], held.y[:, 0])
     metrics["leave_one_type_out"] = loto
     _print_metrics(metrics)
+    if args.plot:
+        held = rows.subset(test)
+        _plot(args.plot, held.y[:, 0], model.infer(held.x)[0][:, 0], held.source)
+        print(f"plot: {args.plot}")
     if args.json:
         args.json.write_text(json.dumps(metrics, indent=2) + "\n")
         print(f"metrics: {args.json}")
@@ -189,3 +195,25 @@ def cmd_serve(args: argparse.Namespace) -> int:
     finally:
         server.server_close()
     return 0
+
+
+def _plot(path: Path, measured: Any, predicted: Any, sources: list[str]) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    ok = ~np.isnan(measured)
+    fig, ax = plt.subplots(figsize=(6, 6))
+    for source in sorted(set(sources)):
+        idx = [i for i, s in enumerate(sources) if s == source and ok[i]]
+        ax.scatter(np.exp(measured[idx]), np.exp(predicted[idx]), s=12, label=source)
+    low, high = float(np.exp(np.nanmin(measured))), float(np.exp(np.nanmax(measured)))
+    ax.plot([low, high], [low, high], color="grey", linewidth=1)
+    ax.set(xscale="log", yscale="log", xlabel="measured samples/s", ylabel="predicted samples/s",
+           title="held-out rows: predicted vs measured")  # fmt: skip
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
