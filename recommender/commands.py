@@ -149,7 +149,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     }
     # Leave one type out: train without it (same settings), predict its measured rows.
     loto = {}
-    for type_id in sorted(set(rows.type)):
+    measured = {t for t, y in zip(rows.type, rows.y[:, 0], strict=True) if y == y}  # not NaN
+    for type_id in sorted(measured):
         keep = [i for i, t in enumerate(rows.type) if t != type_id]
         out = [i for i, t in enumerate(rows.type) if t == type_id]
         if not args.quiet:
