@@ -9,9 +9,8 @@ from datetime import datetime
 
 from berth.core.job import AcceleratorJob
 from berth.core.snapshot import ClusterSnapshot
-from berth.placement.nodes import gang_picker
 from berth.placement.plan import Option, Plan, Prediction
-from berth.placement.rigid import rigid_plan
+from berth.placement.rigid import packed, rigid_plan
 
 
 def _per_watt(o: Option) -> float:
@@ -29,6 +28,6 @@ def eelas_like(
         job,
         predictions,
         now,
-        lambda nodes, count: gang_picker(nodes)(count),
+        packed,
         lambda o: (-_per_watt(o),),
     )

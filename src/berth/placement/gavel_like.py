@@ -8,9 +8,8 @@ from datetime import datetime
 
 from berth.core.job import AcceleratorJob
 from berth.core.snapshot import ClusterSnapshot
-from berth.placement.nodes import gang_picker
 from berth.placement.plan import Plan, Prediction
-from berth.placement.rigid import rigid_plan
+from berth.placement.rigid import packed, rigid_plan
 
 
 def gavel_like(
@@ -24,6 +23,6 @@ def gavel_like(
         job,
         predictions,
         now,
-        lambda nodes, count: gang_picker(nodes)(count),
+        packed,
         lambda o: (-o.prediction.throughput.value,),
     )

@@ -11,7 +11,7 @@ from datetime import datetime
 
 from berth.core.job import AcceleratorJob
 from berth.core.snapshot import ClusterSnapshot, NodeState
-from berth.placement.nodes import Gang, why_not
+from berth.placement.nodes import Gang, gang_picker, why_not
 from berth.placement.plan import (
     Option,
     Plan,
@@ -23,6 +23,11 @@ from berth.placement.plan import (
 )
 
 GangRule = Callable[[list[NodeState], int], Gang | None]
+
+
+def packed(nodes: list[NodeState], count: int) -> Gang | None:
+    """berth's own gang rule: fewest nodes, awake ones first."""
+    return gang_picker(nodes)(count)
 
 
 def rigid_plan(
