@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from berth import progress
 from berth.recommender import dataset, tables
 from berth.recommender.model import SHIPPED
 
@@ -89,7 +90,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     rows = dataset.build(records, power)
     rest, test = train.split(len(rows), s.test_fraction, s.seed)
     print(f"training on {len(rest)} rows ({len(test)} held out) ...", file=sys.stderr)
-    trained = train.fit(rows.subset(rest), s, None if args.quiet else train.bar("ensemble"))
+    trained = train.fit(
+        rows.subset(rest), s, progress.bar("ensemble", s.members, "members", args.quiet)
+    )
 
     def predict(x: Any) -> Any:
         mean, sd = trained.predict(x)

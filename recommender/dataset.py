@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from berth.core.catalog import TYPES, Variant
+from berth.core.catalog import DEFAULT_VARIANT, TYPES, Variant
 from berth.core.profile import ProfileRecord
 from berth.recommender.features import features
 from berth.recommender.importers import PowerRecord
@@ -22,13 +22,13 @@ from berth.recommender.importers import PowerRecord
 
 def variant_of(type_id: str, tdp_w: float | None = None) -> Variant:
     """The variant a data set's type name stands for: the one whose TDP is the measured power
-    limit when given (Zeus's V100 at 250 W is the PCIe card), else the type's first."""
-    (kind,) = [t for t in TYPES if t.id == type_id]
+    limit when given (Zeus's V100 at 250 W is the PCIe card), else the type's default."""
     if tdp_w is not None:
+        (kind,) = [t for t in TYPES if t.id == type_id]
         for v in kind.variants:
             if v.tdp_w == tdp_w:
                 return v
-    return kind.variants[0]
+    return DEFAULT_VARIANT[type_id]
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,6 @@ import json
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -20,9 +19,10 @@ import onnxruntime as ort
 from berth.core.catalog import Variant
 from berth.core.provenance import predicted
 from berth.placement.plan import Prediction
+from berth.recommender import tables
 from berth.recommender.features import check_names, features
 
-SHIPPED = Path(str(resources.files("berth"))) / "data" / "recommender.onnx"
+SHIPPED = tables.SHIPPED / "recommender.onnx"
 
 
 class ModelError(Exception):

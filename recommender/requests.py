@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from berth.core.catalog import CPU, TYPES, VARIANTS, Variant, resolve
+from berth.core.catalog import CPU, DEFAULT_VARIANT, VARIANTS, Variant, resolve
 from berth.core.job import Objective, ObjectiveKind
 from berth.recommender.recommend import Candidate, Ranked
 
@@ -58,8 +58,7 @@ def _variant(name: Any, where: str) -> tuple[str, Variant]:
         raise RequestError(f"{where}: cpu is not scored by the model")
     if found.variant is not None:
         return found.type, VARIANTS[found.variant]
-    (kind,) = [t for t in TYPES if t.id == found.type]
-    return found.type, kind.variants[0]
+    return found.type, DEFAULT_VARIANT[found.type]
 
 
 def _objective(value: Any) -> Objective:

@@ -13,7 +13,6 @@ import hashlib
 import io
 import json
 import math
-import sys
 import warnings
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -148,7 +147,7 @@ class Trained:
         return m.numpy(), sd.numpy()
 
 
-def fit(rows: Rows, s: Settings, progress: Callable[[int, int], None] | None = None) -> Trained:
+def fit(rows: Rows, s: Settings, progress: Callable[[int], None] | None = None) -> Trained:
     torch.set_num_threads(1)
     torch.use_deterministic_algorithms(True)
     train_idx, val_idx = split(len(rows), s.val_fraction, s.seed + 1)
@@ -163,7 +162,7 @@ def fit(rows: Rows, s: Settings, progress: Callable[[int, int], None] | None = N
         boot = np.random.default_rng(s.seed * 1000 + k).integers(0, len(train), len(train))
         members.append(fit_member(xs[boot], train.y[boot], xv, val.y, s.seed * 1000 + k, s))
         if progress is not None:
-            progress(k + 1, s.members)
+            progress(k + 1)
     trained = Trained(Ensemble(members).double().eval(), mean, scale, 1.0)
     m, sd = trained.predict(val.x)
     z = np.abs(val.y - m) / np.maximum(sd, 1e-9)
@@ -234,15 +233,3 @@ def export(trained: Trained, path: Path, metadata: dict[str, Any], check: np.nda
 
 def settings_dict(s: Settings) -> dict[str, Any]:
     return asdict(s)
-
-
-def bar(label: str) -> Callable[[int, int], None]:
-    def show(done: int, total: int) -> None:
-        width = 20
-        filled = "#" * (done * width // total) + "." * (width - done * width // total)
-        end = "\n" if done == total else ""
-        print(
-            f"\r  {label} [{filled}] {done}/{total} members", end=end, file=sys.stderr, flush=True
-        )
-
-    return show

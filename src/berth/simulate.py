@@ -6,7 +6,6 @@ import argparse
 import json
 import sys
 import time
-from collections.abc import Callable
 from dataclasses import replace
 from importlib import resources
 from pathlib import Path
@@ -14,6 +13,7 @@ from typing import Any
 
 import yaml
 
+from berth import progress
 from berth.core.cluster import node_objects, parse_cluster
 from berth.core.snapshot import build_snapshot
 from berth.core.validation import InvalidObject
@@ -36,9 +36,8 @@ from berth.simulator.run import (
 from berth.simulator.traces import TraceError, TraceJob, load_itp, load_philly
 from berth.simulator.truth import GroundTruth
 
-DATA = Path(str(resources.files("berth"))) / "data"
 CLUSTERS = Path(str(resources.files("berth"))) / "clusters"
-DEFAULT_TRACE = DATA / "itp-195job.csv"
+DEFAULT_TRACE = tables.SHIPPED / "itp-195job.csv"
 
 
 def add_parser(commands: Any) -> None:
@@ -88,21 +87,6 @@ def _cluster_file(name: str) -> Path:
         known = ", ".join(sorted(p.stem for p in CLUSTERS.glob("*.yaml")))
         raise ValueError(f"--cluster {name!r}: no such file or bundled cluster ({known})")
     return bundled
-
-
-def _bar(label: str, total: int, quiet: bool) -> Callable[[int], None]:
-    width, shown, live = 30, [-1], sys.stderr.isatty()
-
-    def update(done: int) -> None:
-        step = done * width // max(total, 1)
-        if quiet or (done != total and (not live or step == shown[0])):
-            return
-        shown[0] = step
-        bar = "#" * step + "." * (width - step)
-        end = "\n" if done == total else ""
-        print(f"\r  {label:<13} [{bar}] {done}/{total} jobs", end=end, file=sys.stderr, flush=True)
-
-    return update
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:
@@ -163,7 +147,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     for name in names:
         policy, oracle = POLICIES[name]
         began = time.perf_counter()
-        bar = _bar(name, len(work.jobs), args.quiet)
+        bar = progress.bar(name, len(work.jobs), "jobs", args.quiet)
         run = simulate(work.jobs, nodes, policy, work.offers, told[oracle], bar)
         results[name] = metrics(run, gpus) | {"wall_s": time.perf_counter() - began}
         timelines[name] = run.busy_timeline

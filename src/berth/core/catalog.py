@@ -164,6 +164,9 @@ CPU_CLASSES: tuple[CpuClass, ...] = (
 
 TYPE_IDS: frozenset[str] = frozenset(t.id for t in TYPES)
 VARIANTS: dict[str, Variant] = {v.id: v for t in TYPES for v in t.variants}
+# The variant a name that says only the type stands for (a data set's "v100", a request's
+# "a100"): the first listed.
+DEFAULT_VARIANT: dict[str, Variant] = {t.id: t.variants[0] for t in TYPES}
 
 
 # --- names -------------------------------------------------------------------------------

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
-from berth.core.catalog import TYPES, Variant
+from berth.core.catalog import DEFAULT_VARIANT, Variant
 from berth.core.profile import ProfileRecord, Rate, nearest
 from berth.core.provenance import Figure, measured, modelled
 from berth.placement.plan import Prediction
@@ -19,7 +19,6 @@ from berth.placement.plan import Prediction
 REFERENCE = "a100"
 TDP_FRACTION = 0.8  # a busy training GPU draws most of its limit (Zeus: 0.5-0.9 of it)
 NAME = "fallback: spec-ratio transfer"
-_FIRST_VARIANT = {t.id: t.variants[0] for t in TYPES}
 
 
 class SpecTransfer:
@@ -37,7 +36,7 @@ class SpecTransfer:
             return None
         ref_type = REFERENCE if REFERENCE in by_type else min(by_type)
         rate = nearest(by_type[ref_type], batch)
-        ref = _FIRST_VARIANT[ref_type]
+        ref = DEFAULT_VARIANT[ref_type]
         source = measured(rate.samples_per_s, "samples/s", rate.source)
         ratio = variant.fp32_tflops / ref.fp32_tflops
         throughput = modelled(
