@@ -49,3 +49,13 @@ def control_plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]
         yield Cluster(plane)
     finally:
         plane.stop()
+
+
+def own_control_plane(tmp: Path) -> Iterator[Cluster]:
+    """A control plane of its own, for tests whose nodes and load must not meet others'."""
+    plane = ControlPlane(tmp, build())
+    try:
+        plane.start()
+        yield Cluster(plane)
+    finally:
+        plane.stop()

@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
+import os
+import signal
+import socket
+import subprocess
+import sys
 import time
+import urllib.request
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, TypeVar
 
 from kubernetes import client, config
+from kubernetes.client.exceptions import ApiException
 
+from berth.crds import acceleratorjob_crd
 from e2e.cluster.controlplane import ControlPlane, create_simulated_nodes
 
 T = TypeVar("T")
@@ -56,3 +65,95 @@ class Cluster:
 
         eventually(all_ready, what=f"nodes {names} Ready")
         return names
+
+    def install_crd(self) -> client.CustomObjectsApi:
+        """Create (or keep) the AcceleratorJob CRD and wait until it is served."""
+        ext = client.ApiextensionsV1Api(self.api)
+        try:
+            ext.create_custom_resource_definition(acceleratorjob_crd())
+        except ApiException as exc:
+            if exc.status != 409:
+                raise
+
+        def established() -> bool:
+            got = ext.read_custom_resource_definition("acceleratorjobs.berth.dev")
+            conditions = got.status.conditions or []
+            return any(c.type == "Established" and c.status == "True" for c in conditions)
+
+        eventually(established, what="the CRD Established")
+        return client.CustomObjectsApi(self.api)
+
+
+# --- berth's own processes, started by tests -----------------------------------------------
+
+BERTH = Path(sys.executable).parent / "berth"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+class BerthProcess:
+    """`berth <args>` as a child process that a test can kill (SIGKILL, no goodbye) and start
+    again; its output goes to `log`, appended across restarts."""
+
+    def __init__(self, args: list[str], log: Path) -> None:
+        self.argv = [str(BERTH), *args]
+        self.log = log
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> BerthProcess:
+        with self.log.open("ab") as out:
+            self.proc = subprocess.Popen(
+                self.argv, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+            )
+        return self
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+    def tail(self, lines: int = 30) -> str:
+        return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
+
+
+def recommender(log: Path) -> tuple[BerthProcess, str]:
+    """The recommender serving the shipped model, ready; returns it and its URL."""
+    port = free_port()
+    proc = BerthProcess(["serve-recommender", "--host", "127.0.0.1", "--port", str(port)], log)
+    url = f"http://127.0.0.1:{port}"
+
+    def ready() -> bool:
+        try:
+            with urllib.request.urlopen(f"{url}/v2/health/ready", timeout=1) as response:
+                return bool(response.status == 200)
+        except OSError:
+            return False
+
+    proc.start()
+    eventually(ready, what=f"the recommender ready:\n{proc.tail()}")
+    return proc, url
+
+
+def operator(kubeconfig: Path, log: Path, recommender_url: str | None) -> BerthProcess:
+    args = ["operator", "--kubeconfig", str(kubeconfig)]
+    args += ["--metrics-port", str(free_port()), "--health-port", str(free_port())]
+    if recommender_url:
+        args += ["--recommender-url", recommender_url]
+    return BerthProcess(args, log)
+
+
+def port_of(proc: BerthProcess, flag: str) -> int:
+    return int(proc.argv[proc.argv.index(flag) + 1])

@@ -203,8 +203,10 @@ class ControlPlane:
             [
                 str(self.bin / "kube-controller-manager"),
                 *common,
-                # nodelifecycle lifts the not-ready taint once kwok reports a node Ready.
-                "--controllers=garbagecollector,namespace,serviceaccount,nodelifecycle",
+                # nodelifecycle lifts the not-ready taint once kwok reports a node Ready; the
+                # PV binder binds the claims that example workers mount.
+                "--controllers=garbagecollector,namespace,serviceaccount,nodelifecycle,"
+                "persistentvolume-binder-controller",
                 "--use-service-account-credentials=false",
             ],
         )
@@ -219,7 +221,7 @@ class ControlPlane:
                 *(f"--config={stage}" for stage in stages),
                 "--manage-all-nodes=false",
                 f"--manage-nodes-with-annotation-selector={KWOK_ANNOTATION}=fake",
-                "--cidr=10.0.0.1/24",
+                "--cidr=10.0.0.1/16",  # room for the pods of the 1,000-job benchmark
                 "--node-ip=10.0.0.1",
                 f"--server-address=127.0.0.1:{_free_port()}",
             ],

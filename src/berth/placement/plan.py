@@ -9,6 +9,7 @@ lost, so a person can see why.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -127,7 +128,9 @@ def decide(
     rejected: list[Rejected] = []
     count = job.accelerators.count
     for type_id in types:
-        eligible = [n for n in snapshot.nodes if why_not(n, type_id, need, min_mib) is None]
+        of_type = [n for n in snapshot.nodes if n.accelerator.type == type_id]
+        reasons = [why_not(n, type_id, need, min_mib) for n in of_type]
+        eligible = [n for n, r in zip(of_type, reasons, strict=True) if r is None]
         pick = gang_picker(eligible)
         for n in range(count.min, count.max + 1):
             prediction = predictions.get((type_id, n))
@@ -136,7 +139,7 @@ def decide(
                 continue
             gang = pick(n)
             if gang is None:
-                rejected.append(Rejected(type_id, n, _no_room(eligible, type_id, n)))
+                rejected.append(Rejected(type_id, n, _no_room(eligible, reasons, type_id, n)))
                 continue
             options.append(make_option(job, type_id, gang, prediction, budget_s))
 
@@ -176,9 +179,15 @@ def decide(
     return Plan(best, tuple((losers + rejected)[:MAX_ALTERNATIVES]), note)
 
 
-def _no_room(eligible: list[NodeState], type_id: str, n: int) -> str:
+def _no_room(eligible: list[NodeState], reasons: list[str | None], type_id: str, n: int) -> str:
     unit = "free CPU nodes" if type_id == CPU else f"free {type_id} devices"
-    return f"needs {n}, only {sum(devices_free(node) for node in eligible)} {unit} on usable nodes"
+    text = f"needs {n}, only {sum(devices_free(node) for node in eligible)} {unit} on usable nodes"
+    refused = Counter(r for r in reasons if r is not None)
+    if refused:
+        # Most nodes that cannot host a worker say why; the commonest reason is the useful one.
+        reason, count = refused.most_common(1)[0]
+        text += f" ({count} of {len(reasons)} {type_id} nodes: {reason})"
+    return text
 
 
 def _lost(job: AcceleratorJob, best: Option, o: Option, score: float, best_score: float) -> str:

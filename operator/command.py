@@ -1,0 +1,104 @@
+"""`berth operator`: kopf with berth's settings, the reconciler and the metrics server."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+from typing import Any
+
+RBAC_NOTE = "the minimal ClusterRole is charts/berth/templates/clusterrole.yaml"
+
+
+def add_parser(commands: Any) -> None:
+    p = commands.add_parser(
+        "operator",
+        help="run the operator: place AcceleratorJobs and run their workers",
+        description="Watch AcceleratorJobs, Nodes and Pods; place each job for the least energy "
+        "per unit of work that meets its objective and deadline; create its workers. "
+        f"Needs the CRD installed and RBAC ({RBAC_NOTE}).",
+    )
+    p.add_argument("--kubeconfig", help="kubeconfig file (default: in-cluster, then KUBECONFIG)")
+    p.add_argument(
+        "--recommender-url",
+        default=os.environ.get("BERTH_RECOMMENDER_URL"),
+        help="the recommender's base URL (default $BERTH_RECOMMENDER_URL; without one, the "
+        "fallback predictors are used and named in every job's status)",
+    )
+    p.add_argument("--recommender-timeout", type=float, default=2.0, metavar="SECONDS")
+    p.add_argument("--metrics-port", type=int, default=8080, help="0 turns /metrics off")
+    p.add_argument("--health-port", type=int, default=8081, help="kopf's /healthz; 0: off")
+    p.add_argument(
+        "--peering",
+        metavar="NAME",
+        help="kopf peering name for more than one replica (needs kopf's ClusterKopfPeering "
+        "CRD); without it the operator runs standalone",
+    )
+    p.add_argument("--verbose", action="store_true")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.kubeconfig:
+        # Before the client library is imported: it reads KUBECONFIG once, and kopf logs in
+        # through it.
+        os.environ["KUBECONFIG"] = args.kubeconfig
+    try:
+        import kopf
+        from kubernetes import client, config
+        from prometheus_client import start_http_server
+    except ImportError as exc:
+        print(f"error: {exc.name} is missing: pip install 'berth[operator]'")
+        return 2
+
+    from berth.operator import handlers
+    from berth.operator.metrics import Metrics
+    from berth.operator.reconciler import Reconciler
+    from berth.recommender.client import RecommenderClient
+
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    if not args.verbose:  # kopf logs every handler call at INFO
+        logging.getLogger("kopf.objects").setLevel(logging.WARNING)
+    api = _api_client(client, config, args.kubeconfig)
+    metrics = Metrics()
+    if args.metrics_port:
+        start_http_server(args.metrics_port, registry=metrics.registry)
+    ask = None
+    if args.recommender_url:
+        ask = RecommenderClient(args.recommender_url, args.recommender_timeout).recommend
+    reconciler = Reconciler(api, ask, metrics)
+
+    @kopf.on.startup()
+    async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
+        settings.posting.level = logging.WARNING
+        settings.watching.server_timeout = 300
+        settings.networking.request_timeout = 30
+        if args.peering:
+            settings.peering.name = args.peering
+            settings.peering.clusterwide = True
+            settings.peering.mandatory = True
+        memo.runner = handlers.Runner(reconciler)
+
+    liveness = f"http://0.0.0.0:{args.health_port}/healthz" if args.health_port else None
+    asyncio.run(
+        kopf.operator(
+            clusterwide=True,
+            standalone=not args.peering,
+            liveness_endpoint=liveness,
+        )
+    )
+    return 0
+
+
+def _api_client(client: Any, config: Any, kubeconfig: str | None) -> Any:
+    if kubeconfig is None:
+        try:
+            config.load_incluster_config()
+            return client.ApiClient()
+        except config.ConfigException:
+            pass
+    return config.new_client_from_config(config_file=kubeconfig)

@@ -1,0 +1,119 @@
+"""kopf wiring, and nothing else: indices are the watch-fed cache, events wake the reconciler.
+
+kopf starts no handler before every index holds its initial listing, so the first cycle after
+a (re)start already sees every Node, Pod and AcceleratorJob: a restarted operator cannot
+mistake a busy cluster for an empty one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import logging
+from typing import Any
+
+import kopf
+
+from berth.crds import GROUP, VERSION
+from berth.operator.reconciler import Reconciler, View
+from berth.operator.state import slim_node, slim_pod
+
+log = logging.getLogger("berth.operator")
+JOBS = (GROUP, VERSION, "acceleratorjobs")
+MAX_BACKOFF_S = 30.0
+
+
+class Runner:
+    """Runs reconciler cycles one at a time, in a thread, whenever something was woken."""
+
+    def __init__(self, reconciler: Reconciler) -> None:
+        self.reconciler = reconciler
+        self.wanted = asyncio.Event()
+        self.capacity_epoch = 0
+        self.indices: tuple[kopf.Index[Any, Any], ...] | None = None
+        self.task: asyncio.Task[None] | None = None
+
+    def attach(self, nodes: kopf.Index[Any, Any], pods: kopf.Index[Any, Any], jobs: Any) -> None:
+        if self.task is None:
+            self.indices = (nodes, pods, jobs)
+            self.task = asyncio.create_task(self._run(), name="berth-reconciler")
+
+    def wake(self, capacity: bool) -> None:
+        if capacity:
+            self.capacity_epoch += 1
+        self.wanted.set()
+
+    def _view(self) -> View:
+        assert self.indices is not None
+        nodes, pods, jobs = ([v for store in i.values() for v in store] for i in self.indices)
+        return View(nodes, pods, jobs, self.capacity_epoch)
+
+    async def _run(self) -> None:
+        backoff = 0.25
+        while True:
+            await self.wanted.wait()
+            self.wanted.clear()
+            try:
+                again = await asyncio.to_thread(self.reconciler.cycle, self._view())
+            except Exception:
+                log.exception("reconcile cycle failed; retrying in %.1f s", backoff)
+                again = True
+            if again:
+                asyncio.get_running_loop().call_later(backoff, self.wanted.set)
+                backoff = min(backoff * 2, MAX_BACKOFF_S)
+            else:
+                backoff = 0.25
+
+    async def stop(self) -> None:
+        if self.task is not None:
+            self.task.cancel()
+            await asyncio.gather(self.task, return_exceptions=True)
+
+
+# --- the cache ---------------------------------------------------------------------------
+
+
+@kopf.index("nodes")
+def node_index(body: kopf.Body, name: str, **_: Any) -> dict[str, Any]:
+    return {name: slim_node(body)}
+
+
+@kopf.index("pods")
+def pod_index(body: kopf.Body, namespace: str | None, name: str, **_: Any) -> dict[Any, Any]:
+    return {(namespace, name): slim_pod(body)}
+
+
+@kopf.index(*JOBS)
+def job_index(body: kopf.Body, namespace: str | None, name: str, **_: Any) -> dict[Any, Any]:
+    return {(namespace, name): copy.deepcopy(dict(body))}
+
+
+# --- wake-ups ----------------------------------------------------------------------------
+
+
+def _runner(memo: Any, kwargs: dict[str, Any]) -> Runner:
+    runner: Runner = memo.runner
+    runner.attach(kwargs["node_index"], kwargs["pod_index"], kwargs["job_index"])
+    return runner
+
+
+@kopf.on.event(*JOBS)
+async def job_event(memo: kopf.Memo, **kwargs: Any) -> None:
+    _runner(memo, kwargs).wake(capacity=False)
+
+
+@kopf.on.event("nodes")
+async def node_event(memo: kopf.Memo, **kwargs: Any) -> None:
+    _runner(memo, kwargs).wake(capacity=True)
+
+
+@kopf.on.event("pods")
+async def pod_event(memo: kopf.Memo, type: str | None, body: kopf.Body, **kwargs: Any) -> None:
+    phase = (body.get("status") or {}).get("phase")
+    freed = type == "DELETED" or phase in ("Succeeded", "Failed")
+    _runner(memo, kwargs).wake(capacity=freed)
+
+
+@kopf.on.cleanup()
+async def stop(memo: kopf.Memo, **_: Any) -> None:
+    await memo.runner.stop()

@@ -1,0 +1,46 @@
+"""The operator's Prometheus metrics (berth_ prefix, base units)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+
+class Metrics:
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry or CollectorRegistry()
+        r = self.registry
+        self.decisions = Counter(
+            "berth_operator_decisions",
+            "Placement decisions by outcome (placed, pending, invalid).",
+            ["outcome"],
+            registry=r,
+        )
+        self.decision_seconds = Histogram(
+            "berth_operator_decision_seconds",
+            "From taking a job off the queue to its status written.",
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+            registry=r,
+        )
+        self.fallbacks = Counter(
+            "berth_operator_fallbacks",
+            "Decisions made without the recommender's answer, by the predictor used instead.",
+            ["predictor"],
+            registry=r,
+        )
+        self.resizes = Counter(
+            "berth_operator_resizes", "Resizes applied to running jobs.", registry=r
+        )
+        self.predicted_energy = Counter(
+            "berth_operator_predicted_energy_joules",
+            "Predicted energy of the jobs placed (jobs with a known amount of work).",
+            ["type"],
+            registry=r,
+        )
+        self.queue = Gauge(
+            "berth_operator_pending_jobs", "Jobs waiting for a placement.", registry=r
+        )
+        self.api_conflicts = Counter(
+            "berth_operator_api_conflicts",
+            "Writes refused with 409 Conflict and retried with fresh state.",
+            registry=r,
+        )

@@ -1,0 +1,481 @@
+"""One reconciler for all jobs: a cycle reads the watch-fed cache, places what waits (highest
+priority first) and brings every placed job's children and phase in line with its status.
+
+Cycles run one at a time, so two decisions never see the same free devices. The order of
+writes makes a restart at any moment safe:
+
+1. status.placement is written first, with the job's resourceVersion as a precondition, so a
+   placement is recorded at most once and never replaced;
+2. the Service and worker Pods follow from the recorded placement under deterministic names,
+   so creating them again after a restart answers 409 AlreadyExists and changes nothing.
+
+A job is therefore either unplaced (no children) or placed exactly once; a restarted operator
+finds the recorded placement and only completes the children.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from functools import partial
+from typing import Any
+
+from kubernetes import client
+from kubernetes.client.rest import ApiException
+
+from berth.core.job import AcceleratorJob, check_deadline, parse_job
+from berth.core.snapshot import LABEL_GPU_PRODUCT, build_snapshot
+from berth.core.validation import InvalidObject
+from berth.crds import GROUP, VERSION
+from berth.operator import predictions, status
+from berth.operator.metrics import Metrics
+from berth.operator.state import capacity_pods
+from berth.operator.workers import LABEL_JOB, Placement, service, worker_pods
+from berth.placement.fallback import SpecTransfer
+from berth.placement.plan import decide
+from berth.placement.roofline import Roofline
+from berth.recommender import tables
+from berth.recommender.client import RecommenderUnavailable
+
+log = logging.getLogger("berth.operator")
+PLURAL = "acceleratorjobs"
+BREAKER_S = 10.0  # after a failed call, skip the recommender this long (no timeout per job)
+
+
+@dataclass(frozen=True)
+class View:
+    """The cache as one cycle reads it (copied from kopf's indices in the event loop)."""
+
+    nodes: Sequence[Mapping[str, Any]]
+    pods: Sequence[Mapping[str, Any]]
+    jobs: Sequence[Mapping[str, Any]]
+    capacity_epoch: int  # grows whenever capacity may have been freed or added
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _key(job: Mapping[str, Any]) -> tuple[str, str]:
+    return job["metadata"]["namespace"], job["metadata"]["name"]
+
+
+def _stamp(now: datetime) -> str:
+    return now.isoformat().replace("+00:00", "Z")
+
+
+class Reconciler:
+    def __init__(
+        self,
+        api: client.ApiClient,
+        ask: predictions.Ask | None,
+        metrics: Metrics,
+        clock: Callable[[], datetime] = _now,
+    ) -> None:
+        self.core = client.CoreV1Api(api)
+        self.custom = client.CustomObjectsApi(api)
+        self.ask = ask
+        self.metrics = metrics
+        self.clock = clock
+        self.spec_transfer = SpecTransfer(tables.read()[0])
+        self.roofline = Roofline()
+        self.breaker_until = 0.0
+        self.breaker_reason = ""
+        # What this process wrote, until the watch shows it (keys: job uid).
+        self.recorded: dict[str, dict[str, Any]] = {}
+        self.phases: dict[str, str] = {}
+        self.waiting: dict[str, tuple[int, int | None, str]] = {}  # epoch, generation, message
+        self.created: set[tuple[str, str]] = set()
+        self.services: set[str] = set()
+        self.parsed: dict[tuple[str, int | None], AcceleratorJob | InvalidObject] = {}
+
+    # --- the cycle -----------------------------------------------------------------------
+
+    def cycle(self, view: View) -> bool:
+        """One pass over every job; True when something must be tried again soon."""
+        retry = False
+        uids = {j["metadata"]["uid"] for j in view.jobs}
+        self._forget_except(uids)
+        placed: list[tuple[Mapping[str, Any], Placement]] = []
+        waiting: list[Mapping[str, Any]] = []
+        for job in view.jobs:
+            if self._phase(job) in status.FINISHED:
+                continue
+            recorded = self._placement(job)
+            if recorded is None:
+                waiting.append(job)
+            else:
+                placed.append((job, Placement.from_status(recorded)))
+        self.metrics.queue.set(len(waiting))
+
+        pods = capacity_pods(view.pods, placed)
+        snapshot = build_snapshot(view.nodes, pods)
+        products = {
+            n["metadata"]["name"]: n["metadata"]["labels"].get(LABEL_GPU_PRODUCT, "")
+            for n in view.nodes
+        }
+        waiting.sort(
+            key=lambda j: (
+                -int(j["spec"].get("priority", 0)),
+                j["metadata"].get("creationTimestamp", ""),
+                _key(j),
+            )
+        )
+        for job in waiting:
+            try:
+                placement = self._place(job, snapshot, view.capacity_epoch)
+            except (Conflict, ApiException) as exc:
+                log.warning("placing %s/%s: %s; retrying", *_key(job), exc)
+                retry = True
+                continue
+            if placement is not None:
+                placed.append((job, placement))
+                pods = capacity_pods(view.pods, placed)
+                snapshot = build_snapshot(view.nodes, pods)
+
+        by_job: dict[tuple[str, str], dict[str, Mapping[str, Any]]] = {}
+        for pod in view.pods:
+            meta = pod["metadata"]
+            owner = meta["labels"].get(LABEL_JOB)
+            if owner is not None:
+                by_job.setdefault((meta["namespace"], owner), {})[meta["name"]] = pod
+        for job, placement in placed:
+            own = by_job.get(_key(job), {})
+            try:
+                self._ensure_children(job, placement, own, products)
+                self._follow_workers(job, placement, own)
+            except ApiException as exc:
+                if exc.status in (400, 422):  # the user's template makes an invalid Pod
+                    self._reject_template(job, exc)
+                    continue
+                log.warning("children of %s/%s: %s; retrying", *_key(job), exc.reason)
+                retry = True
+        return retry
+
+    def _forget_except(self, uids: set[str]) -> None:
+        for table in (self.recorded, self.phases, self.waiting):
+            for uid in [u for u in table if u not in uids]:
+                del table[uid]
+        self.services &= uids
+
+    def _phase(self, job: Mapping[str, Any]) -> str | None:
+        uid = job["metadata"]["uid"]
+        if uid in self.phases:
+            return self.phases[uid]
+        return (job.get("status") or {}).get("phase")
+
+    def _placement(self, job: Mapping[str, Any]) -> dict[str, Any] | None:
+        uid = job["metadata"]["uid"]
+        found = (job.get("status") or {}).get("placement")
+        if found:
+            return dict(found)
+        return self.recorded.get(uid)
+
+    # --- placing -------------------------------------------------------------------------
+
+    def _parse(self, job: Mapping[str, Any]) -> AcceleratorJob | InvalidObject:
+        meta = job["metadata"]
+        key = (meta["uid"], meta.get("generation"))
+        if key not in self.parsed:
+            try:
+                self.parsed[key] = parse_job(job)
+            except InvalidObject as exc:
+                self.parsed[key] = exc
+        return self.parsed[key]
+
+    def _ask(self) -> predictions.Ask | None:
+        if self.ask is None or time.monotonic() < self.breaker_until:
+            return None
+        ask = self.ask
+
+        def guarded(job: dict[str, Any], rows: list[dict[str, Any]]) -> dict[str, Any]:
+            try:
+                return ask(job, rows)
+            except RecommenderUnavailable as exc:
+                self.breaker_until = time.monotonic() + BREAKER_S
+                self.breaker_reason = str(exc)
+                raise
+
+        return guarded
+
+    def _place(self, job: Mapping[str, Any], snapshot: Any, epoch: int) -> Placement | None:
+        meta = job["metadata"]
+        uid, generation = meta["uid"], meta.get("generation")
+        seen = self.waiting.get(uid)
+        if seen is not None and seen[0] == epoch and seen[1] == generation:
+            return None  # nothing freed since it last did not fit: no busy retry
+        began = time.perf_counter()
+        now = self.clock()
+        parsed = self._parse(job)
+        if isinstance(parsed, InvalidObject):
+            self._refuse(job, "Invalid", str(parsed), now)
+            return None
+        late = check_deadline(parsed, now)
+        if late is not None:
+            self._refuse(job, "DeadlinePassed", f"{late.path}: {late.message}", now)
+            return None
+
+        rows = predictions.candidates(parsed, snapshot)
+        ask = self._ask()
+        got = predictions.predict(parsed, rows, ask, self.spec_transfer, self.roofline)
+        degraded = got.degraded
+        if ask is None and self.ask is not None and degraded == "no recommender configured":
+            degraded = f"recommender skipped for {BREAKER_S:g} s after: {self.breaker_reason}"
+        plan = decide(snapshot, parsed, got.predictions, now)
+        chosen = plan.chosen
+        if chosen is None:
+            message = plan.note or "no placement"
+            if plan.alternatives:
+                message += ": " + "; ".join(
+                    f"{r.type} x{r.count}: {r.reason}" for r in plan.alternatives[:3]
+                )
+            self._wait(job, message, epoch, now)
+            self.metrics.decisions.labels("pending").inc()
+            return None
+
+        source = got.sources[(chosen.type, chosen.count)]
+        placement = status.placement_status(chosen, plan, source)
+        updates = [
+            status.Condition("Validated", True, "Valid", "spec accepted"),
+            status.Condition(
+                "Placed",
+                True,
+                "Placed",
+                f"{chosen.type} x{chosen.count} on {placement['nodeNames']}"
+                + (f" ({plan.note})" if plan.note else ""),
+            ),
+        ]
+        if degraded is not None:
+            updates.append(status.Condition("RecommenderUnavailable", True, "Fallback", degraded))
+        body = {
+            "metadata": {"resourceVersion": meta["resourceVersion"]},
+            "status": {
+                "phase": status.PLACED,
+                "observedGeneration": generation,
+                "placement": placement,
+                "conditions": status.conditions(
+                    (job.get("status") or {}).get("conditions") or (), updates, now, generation
+                ),
+            },
+        }
+        if not self._write_placement(job, body):
+            return None
+        self.recorded[uid] = placement
+        self.phases[uid] = status.PLACED
+        self.waiting.pop(uid, None)
+        self.metrics.decisions.labels("placed").inc()
+        self.metrics.decision_seconds.observe(time.perf_counter() - began)
+        if degraded is not None:
+            self.metrics.fallbacks.labels(source).inc()
+        energy = chosen.estimate.energy_kwh
+        if energy is not None:
+            self.metrics.predicted_energy.labels(chosen.type).inc(energy.value * 3.6e6)
+        predicted = placement["predicted"]
+        self._event(
+            job,
+            "Normal",
+            "Placed",
+            f"{chosen.type} x{chosen.count} on {placement['nodeNames']}: "
+            f"{predicted['joulesPerSample']:.4g} J/sample predicted by {source}"
+            + (f"; {degraded}" if degraded else ""),
+        )
+        return Placement.from_status(placement)
+
+    def _write_placement(self, job: Mapping[str, Any], body: dict[str, Any]) -> bool:
+        ns, name = _key(job)
+        try:
+            self.custom.patch_namespaced_custom_object_status(
+                GROUP, VERSION, ns, PLURAL, name, body
+            )
+            return True
+        except ApiException as exc:
+            if exc.status == 404:
+                return False  # deleted meanwhile
+            if exc.status != 409:
+                raise
+        # 409: the job changed since the cache saw it. If someone recorded a placement, it
+        # stands; otherwise the next cycle decides again on fresh state.
+        self.metrics.api_conflicts.inc()
+        fresh = self.custom.get_namespaced_custom_object(GROUP, VERSION, ns, PLURAL, name)
+        found = (fresh.get("status") or {}).get("placement")
+        if found:
+            self.recorded[fresh["metadata"]["uid"]] = found
+        raise Conflict(f"{ns}/{name} changed while it was being placed")
+
+    def _refuse(self, job: Mapping[str, Any], reason: str, message: str, now: datetime) -> None:
+        uid = job["metadata"]["uid"]
+        self._status(
+            job,
+            status.FAILED,
+            [status.Condition("Validated", False, reason, message)],
+            now,
+        )
+        self.phases[uid] = status.FAILED
+        self.metrics.decisions.labels("invalid").inc()
+        self._event(job, "Warning", reason, message)
+
+    def _reject_template(self, job: Mapping[str, Any], exc: ApiException) -> None:
+        message = f"the API server refused a worker Pod: {_api_message(exc)}"
+        uid = job["metadata"]["uid"]
+        self._status(
+            job,
+            status.FAILED,
+            [status.Condition("Running", False, "WorkerRejected", message)],
+            self.clock(),
+        )
+        self.phases[uid] = status.FAILED
+        self._event(job, "Warning", "WorkerRejected", message)
+
+    def _wait(self, job: Mapping[str, Any], message: str, epoch: int, now: datetime) -> None:
+        meta = job["metadata"]
+        uid, generation = meta["uid"], meta.get("generation")
+        before = self.waiting.get(uid)
+        self.waiting[uid] = (epoch, generation, message)
+        current = job.get("status") or {}
+        old = next((c for c in current.get("conditions") or () if c.get("type") == "Placed"), None)
+        if before is not None and before[2] == message:
+            return
+        if current.get("phase") == status.PENDING and old and old.get("message") == message:
+            return
+        self._status(
+            job,
+            status.PENDING,
+            [
+                status.Condition("Validated", True, "Valid", "spec accepted"),
+                status.Condition("Placed", False, "Unschedulable", message),
+            ],
+            now,
+        )
+        if before is None and not (old and old.get("reason") == "Unschedulable"):
+            self._event(job, "Warning", "Unschedulable", message)
+
+    # --- children and phase --------------------------------------------------------------
+
+    def _ensure_children(
+        self,
+        job: Mapping[str, Any],
+        placement: Placement,
+        own: Mapping[str, Mapping[str, Any]],
+        products: Mapping[str, str],
+    ) -> None:
+        uid = job["metadata"]["uid"]
+        ns = job["metadata"]["namespace"]
+        if uid not in self.services:
+            self._create(lambda: self.core.create_namespaced_service(ns, service(job)))
+            self.services.add(uid)
+        for pod in worker_pods(job, placement, products):
+            name = pod["metadata"]["name"]
+            if name in own:
+                self.created.discard((ns, name))
+                continue
+            if (ns, name) in self.created:
+                continue  # created; the watch has not shown it yet
+            self._create(partial(self.core.create_namespaced_pod, ns, pod))
+            self.created.add((ns, name))
+
+    @staticmethod
+    def _create(call: Callable[[], Any]) -> None:
+        try:
+            call()
+        except ApiException as exc:
+            if exc.status != 409:  # AlreadyExists: made before a restart
+                raise
+
+    def _follow_workers(
+        self, job: Mapping[str, Any], placement: Placement, own: Mapping[str, Mapping[str, Any]]
+    ) -> None:
+        uid = job["metadata"]["uid"]
+        found = status.workers_phase(job["metadata"]["name"], placement, own)
+        if found.phase == self._phase(job):
+            return
+        now = self.clock()
+        updates = []
+        if found.phase in (status.RUNNING, status.SUCCEEDED, status.FAILED):
+            updates.append(
+                status.Condition(
+                    "Running", found.phase == status.RUNNING, found.reason, found.message
+                )
+            )
+        if found.phase in status.FINISHED:
+            updates.append(
+                status.Condition(
+                    "Complete", found.phase == status.SUCCEEDED, found.reason, found.message
+                )
+            )
+        self._status(job, found.phase, updates, now)
+        self.phases[uid] = found.phase
+        if found.phase != status.PLACED:
+            kind = "Warning" if found.phase == status.FAILED else "Normal"
+            self._event(job, kind, found.phase, found.message)
+
+    # --- writes --------------------------------------------------------------------------
+
+    def _status(
+        self,
+        job: Mapping[str, Any],
+        phase: str,
+        updates: Sequence[status.Condition],
+        now: datetime,
+    ) -> None:
+        ns, name = _key(job)
+        generation = job["metadata"].get("generation")
+        current = (job.get("status") or {}).get("conditions") or ()
+        body = {
+            "status": {
+                "phase": phase,
+                "observedGeneration": generation,
+                "conditions": status.conditions(current, updates, now, generation),
+            }
+        }
+        try:
+            self.custom.patch_namespaced_custom_object_status(
+                GROUP, VERSION, ns, PLURAL, name, body
+            )
+        except ApiException as exc:
+            if exc.status != 404:
+                raise
+
+    def _event(self, job: Mapping[str, Any], kind: str, reason: str, message: str) -> None:
+        meta = job["metadata"]
+        now = self.clock()
+        event = client.CoreV1Event(
+            metadata=client.V1ObjectMeta(
+                generate_name=f"{meta['name']}.", namespace=meta["namespace"]
+            ),
+            involved_object=client.V1ObjectReference(
+                api_version=f"{GROUP}/{VERSION}",
+                kind="AcceleratorJob",
+                name=meta["name"],
+                namespace=meta["namespace"],
+                uid=meta["uid"],
+            ),
+            type=kind,
+            reason=reason,
+            message=message[:1024],
+            first_timestamp=now,
+            last_timestamp=now,
+            count=1,
+            source=client.V1EventSource(component="berth-operator"),
+            reporting_component="berth.dev/operator",
+            reporting_instance="berth-operator",
+        )
+        try:
+            self.core.create_namespaced_event(meta["namespace"], event)
+        except ApiException as exc:
+            # An Event is an explanation, not state: losing one must not stop a decision.
+            log.warning("event %s on %s/%s not posted: %s", reason, *_key(job), exc.reason)
+
+
+def _api_message(exc: ApiException) -> str:
+    try:
+        return str(json.loads(exc.body)["message"])
+    except (TypeError, ValueError, KeyError):
+        return str(exc.reason)
+
+
+class Conflict(Exception):
+    """A write met a newer version of the object; the cycle is retried on fresh state."""

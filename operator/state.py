@@ -1,0 +1,116 @@
+"""The operator's view of the cluster, pure: slim copies of watched objects and the pods a
+placement has claimed before kube-scheduler binds them.
+
+A worker exists in three stages: recorded in its job's status, created without a node (until
+kube-scheduler binds it) and bound. Capacity must count it from the first, or two jobs decided
+a moment apart would both take the same free devices; so the snapshot holds every bound pod
+plus one stand-in per recorded worker that is not bound yet.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from berth.core.snapshot import GPU_RESOURCE, pod_requests
+from berth.operator.workers import LABEL_JOB, Placement, worker_name
+
+
+def slim_pod(body: Mapping[str, Any]) -> dict[str, Any]:
+    """What capacity and job phases need of a pod, and nothing else (the cache holds every pod
+    of the cluster)."""
+    meta, spec, status = body["metadata"], body.get("spec") or {}, body.get("status") or {}
+    return {
+        "metadata": {
+            "name": meta["name"],
+            "namespace": meta.get("namespace"),
+            "labels": dict(meta.get("labels") or {}),
+            "ownerReferences": [
+                {"kind": r.get("kind"), "uid": r.get("uid")}
+                for r in meta.get("ownerReferences") or ()
+            ],
+        },
+        "spec": {
+            "nodeName": spec.get("nodeName"),
+            "containers": [{"resources": c.get("resources") or {}} for c in spec["containers"]],
+            "initContainers": [
+                {"resources": c.get("resources") or {}, "restartPolicy": c.get("restartPolicy")}
+                for c in spec.get("initContainers") or ()
+            ],
+            "overhead": spec.get("overhead"),
+        },
+        "status": {
+            "phase": status.get("phase"),
+            "reason": status.get("reason"),
+            "message": status.get("message"),
+            "containerStatuses": [
+                {"name": c.get("name"), "state": c.get("state")}
+                for c in status.get("containerStatuses") or ()
+            ],
+        },
+    }
+
+
+def slim_node(body: Mapping[str, Any]) -> dict[str, Any]:
+    meta, status = body["metadata"], body.get("status") or {}
+    return {
+        "metadata": {
+            "name": meta["name"],
+            "labels": dict(meta.get("labels") or {}),
+            "annotations": dict(meta.get("annotations") or {}),
+        },
+        "spec": dict(body.get("spec") or {}),
+        "status": {
+            "allocatable": dict(status.get("allocatable") or {}),
+            "conditions": [
+                {"type": c.get("type"), "status": c.get("status")}
+                for c in status.get("conditions") or ()
+            ],
+        },
+    }
+
+
+def stand_ins(job: Mapping[str, Any], placement: Placement) -> list[dict[str, Any]]:
+    """One bound pod per recorded worker, with the requests the real one will have."""
+    meta = job["metadata"]
+    base = pod_requests({"spec": job["spec"]["template"]["spec"]})
+    out = []
+    for k, share in enumerate(placement.shares):
+        requests: dict[str, Any] = {"cpu": f"{base.cpu_millis}m", "memory": str(base.memory_bytes)}
+        if placement.type != "cpu":
+            requests[GPU_RESOURCE] = str(share.devices)
+        out.append(
+            {
+                "metadata": {
+                    "name": worker_name(meta["name"], k),
+                    "namespace": meta["namespace"],
+                    "labels": {LABEL_JOB: meta["name"]},
+                },
+                "spec": {
+                    "nodeName": share.node,
+                    "containers": [{"resources": {"requests": requests}}],
+                },
+                "status": {"phase": "Pending"},
+            }
+        )
+    return out
+
+
+def capacity_pods(
+    pods: Iterable[Mapping[str, Any]],
+    placed: Iterable[tuple[Mapping[str, Any], Placement]],
+) -> list[Mapping[str, Any]]:
+    """Bound pods, plus stand-ins for the workers of unfinished placed jobs not bound yet."""
+    bound: list[Mapping[str, Any]] = []
+    bound_names: set[tuple[str | None, str]] = set()
+    for pod in pods:
+        if (pod.get("spec") or {}).get("nodeName"):
+            bound.append(pod)
+            meta = pod["metadata"]
+            bound_names.add((meta.get("namespace"), meta["name"]))
+    for job, placement in placed:
+        for pod in stand_ins(job, placement):
+            meta = pod["metadata"]
+            if (meta["namespace"], meta["name"]) not in bound_names:
+                bound.append(pod)
+    return bound

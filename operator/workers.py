@@ -1,0 +1,171 @@
+"""A placement as Kubernetes objects: one worker Pod per node share and a headless Service for
+rendezvous. Pure: the same job and placement always give the same objects, so creating them
+again after a restart is a no-op (409 AlreadyExists), never a second copy."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from berth.core.catalog import CPU
+from berth.core.snapshot import GPU_RESOURCE, LABEL_GPU_PRODUCT
+from berth.crds import API_VERSION, KIND
+
+LABEL_JOB = "berth.dev/job"
+LABEL_WORKER = "berth.dev/worker"
+RDZV_PORT = 29400  # torchrun's default c10d port
+
+
+@dataclass(frozen=True)
+class Share:
+    node: str
+    devices: int  # GPUs, or 1 for a whole CPU node
+
+
+@dataclass(frozen=True)
+class Placement:
+    """What the job's status records: enough to rebuild every child object."""
+
+    type: str
+    count: int
+    shares: tuple[Share, ...]
+
+    @staticmethod
+    def from_status(placement: Mapping[str, Any]) -> Placement:
+        shares = tuple(Share(str(n["name"]), int(n["count"])) for n in placement["nodes"])
+        return Placement(str(placement["type"]), int(placement["count"]), shares)
+
+
+def worker_name(job_name: str, k: int) -> str:
+    return f"{job_name}-w{k}"
+
+
+def owner_reference(job: Mapping[str, Any]) -> dict[str, Any]:
+    meta = job["metadata"]
+    return {
+        "apiVersion": API_VERSION,
+        "kind": KIND,
+        "name": meta["name"],
+        "uid": meta["uid"],
+        "controller": True,
+        "blockOwnerDeletion": True,
+    }
+
+
+def service(job: Mapping[str, Any]) -> dict[str, Any]:
+    """Headless: each worker resolves its peers; not-ready addresses are published so the
+    rendezvous works before the workers pass readiness."""
+    meta = job["metadata"]
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {
+            "name": meta["name"],
+            "namespace": meta["namespace"],
+            "labels": {LABEL_JOB: meta["name"]},
+            "ownerReferences": [owner_reference(job)],
+        },
+        "spec": {
+            "clusterIP": "None",
+            "publishNotReadyAddresses": True,
+            "selector": {LABEL_JOB: meta["name"]},
+            "ports": [{"name": "c10d", "port": RDZV_PORT, "targetPort": RDZV_PORT}],
+        },
+    }
+
+
+def _env(job: Mapping[str, Any], placement: Placement, k: int) -> list[dict[str, str]]:
+    meta, spec = job["metadata"], job["spec"]
+    workers = len(placement.shares)
+    env = {
+        "BERTH_JOB": meta["name"],
+        "BERTH_WORKER": str(k),
+        "BERTH_WORKERS": str(workers),
+        "BERTH_ACCELERATOR": placement.type,
+        "BERTH_WORLD_SIZE": str(placement.count),
+    }
+    if spec["workload"]["kind"] == "training":
+        count = spec.get("accelerators", {}).get("count", {})
+        elastic = bool(spec.get("elastic", False))
+        # Elastic jobs may gain or lose whole workers within the user's device range.
+        low = 1 if elastic else workers
+        high = max(workers, int(count.get("max", workers))) if elastic else workers
+        env |= {
+            "PET_NNODES": f"{low}:{high}",
+            "PET_NPROC_PER_NODE": str(placement.shares[k].devices),
+            "PET_RDZV_BACKEND": "c10d",
+            "PET_RDZV_ENDPOINT": f"{meta['name']}.{meta['namespace']}.svc:{RDZV_PORT}",
+            "PET_RDZV_ID": meta["uid"],
+            "WORLD_SIZE": str(placement.count),
+        }
+    return [{"name": key, "value": value} for key, value in env.items()]
+
+
+def _default_restart_policy(kind: str) -> str:
+    # A finished training or HPC worker must stay finished; a service restarts.
+    return "Always" if kind == "inference" else "OnFailure"
+
+
+def worker_pods(
+    job: Mapping[str, Any], placement: Placement, products: Mapping[str, str]
+) -> list[dict[str, Any]]:
+    """`products`: node name -> its nvidia.com/gpu.product label, pinned beside the node name
+    so a node relabelled with another GPU no longer matches."""
+    meta, spec = job["metadata"], job["spec"]
+    template = spec["template"]
+    pods = []
+    for k, share in enumerate(placement.shares):
+        pod_spec = copy.deepcopy(dict(template["spec"]))
+        pod_spec.setdefault("restartPolicy", _default_restart_policy(spec["workload"]["kind"]))
+        pod_spec.setdefault("subdomain", meta["name"])
+        pod_spec.setdefault("hostname", worker_name(meta["name"], k))
+        terms: list[dict[str, Any]] = [
+            {"matchFields": [{"key": "metadata.name", "operator": "In", "values": [share.node]}]}
+        ]
+        if placement.type != CPU and share.node in products:
+            terms[0]["matchExpressions"] = [
+                {"key": LABEL_GPU_PRODUCT, "operator": "In", "values": [products[share.node]]}
+            ]
+        affinity = dict(pod_spec.get("affinity") or {})
+        affinity["nodeAffinity"] = {
+            "requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": terms}
+        }
+        pod_spec["affinity"] = affinity
+        containers = pod_spec["containers"]
+        env = _env(job, placement, k)
+        for i, container in enumerate(containers):
+            container["env"] = [*env, *(container.get("env") or [])]
+            if placement.type != CPU and i == 0:
+                # Devices go to the first container; limits and requests must be equal.
+                resources = container.setdefault("resources", {})
+                for part in ("requests", "limits"):
+                    resources[part] = {
+                        **(resources.get(part) or {}),
+                        GPU_RESOURCE: str(share.devices),
+                    }
+        if placement.type != CPU:
+            tolerations = list(pod_spec.get("tolerations") or [])
+            tolerations.append({"key": GPU_RESOURCE, "operator": "Exists", "effect": "NoSchedule"})
+            pod_spec["tolerations"] = tolerations
+        template_meta = template.get("metadata") or {}
+        pods.append(
+            {
+                "apiVersion": "v1",
+                "kind": "Pod",
+                "metadata": {
+                    "name": worker_name(meta["name"], k),
+                    "namespace": meta["namespace"],
+                    "labels": {
+                        **(template_meta.get("labels") or {}),
+                        LABEL_JOB: meta["name"],
+                        LABEL_WORKER: str(k),
+                    },
+                    "annotations": dict(template_meta.get("annotations") or {}),
+                    "ownerReferences": [owner_reference(job)],
+                },
+                "spec": pod_spec,
+            }
+        )
+    return pods
