@@ -20,12 +20,13 @@ from tests.kube import BerthProcess, Cluster, eventually, operator, recommender
 
 pytestmark = [pytest.mark.controlplane, pytest.mark.operator, pytest.mark.chaos, pytest.mark.slow]
 PLURAL = "acceleratorjobs"
+HOST = {"cpuCores": 64, "memory": "512Gi"}
 CLUSTER = {
     "name": "chaos",
     "pools": [
-        {"name": "a100", "accelerator": "a100-sxm4-80gb", "gpusPerNode": 8, "nodes": 20},
-        {"name": "v100", "accelerator": "v100-sxm2-16gb", "gpusPerNode": 4, "nodes": 30},
-        {"name": "t4", "accelerator": "t4", "gpusPerNode": 4, "nodes": 30},
+        {"name": "a100", "accelerator": "a100-sxm4-80gb", "gpusPerNode": 8, "nodes": 20, **HOST},
+        {"name": "v100", "accelerator": "v100-sxm2-16gb", "gpusPerNode": 4, "nodes": 30, **HOST},
+        {"name": "t4", "accelerator": "t4", "gpusPerNode": 4, "nodes": 30, **HOST},
     ],
 }
 
@@ -41,8 +42,6 @@ class Env:
 def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
     tmp = tmp_path_factory.mktemp("chaos")
     for cluster in own_control_plane(tmp / "plane"):
-        for pool in CLUSTER["pools"]:
-            pool |= {"cpuCores": 64, "memory": "512Gi"}
         cluster.add_nodes(CLUSTER)
         cluster.install_crd()
         rec, url = recommender(tmp / "recommender.log")
