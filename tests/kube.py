@@ -13,7 +13,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
-from kubernetes import client, config
+import yaml
+from kubernetes import client, config, utils
 from kubernetes.client.exceptions import ApiException
 
 from berth.crds import acceleratorjob_crd
@@ -82,6 +83,16 @@ class Cluster:
 
         eventually(established, what="the CRD Established")
         return client.CustomObjectsApi(self.api)
+
+    def service_account(self, manifest: Path, name: str, ns: str) -> Path:
+        """Apply an RBAC manifest (ServiceAccount, roles, bindings) and return a kubeconfig
+        that acts as that ServiceAccount, with a token from the TokenRequest API."""
+        self.namespace(ns)
+        for doc in yaml.safe_load_all(manifest.read_text()):
+            utils.create_from_dict(self.api, doc)
+        request = {"spec": {"expirationSeconds": 24 * 3600}}
+        token = self.core.create_namespaced_service_account_token(name, ns, request).status.token
+        return self.plane.kubeconfig_with_token(self.plane.workdir / f"{name}.kubeconfig", token)
 
 
 # --- berth's own processes, started by tests -----------------------------------------------

@@ -9,23 +9,29 @@ import urllib.request
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from importlib.resources import files
+from pathlib import Path
 from typing import Any
 
 import pytest
-from kubernetes import client
+from kubernetes import client, config
+from kubernetes.client.exceptions import ApiException
 
 from berth.core.manifest import load_documents
 from berth.crds import GROUP, VERSION
-from tests.conftest import EXAMPLES, load_example, own_control_plane
+from tests.conftest import EXAMPLES, ROOT, load_example, own_control_plane
 from tests.kube import BerthProcess, Cluster, eventually, operator, port_of, recommender
 
 pytestmark = [pytest.mark.controlplane, pytest.mark.operator]
 PLURAL = "acceleratorjobs"
+RBAC = ROOT / "operator" / "rbac.yaml"
 
 
 class Env:
-    def __init__(self, cluster: Cluster, jobs: client.CustomObjectsApi, op: BerthProcess):
+    def __init__(
+        self, cluster: Cluster, jobs: client.CustomObjectsApi, op: BerthProcess, identity: Path
+    ) -> None:
         self.cluster, self.jobs, self.operator = cluster, jobs, op
+        self.operator_kubeconfig = identity
         self.core = cluster.core
 
     def create(self, job: dict[str, Any], ns: str) -> None:
@@ -72,9 +78,10 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
         cluster.add_nodes(small)
         jobs = cluster.install_crd()
         rec, url = recommender(tmp / "recommender.log")
-        op = operator(cluster.kubeconfig, tmp / "operator.log", url).start()
+        identity = cluster.service_account(RBAC, "berth-operator", "berth-system")
+        op = operator(identity, tmp / "operator.log", url).start()
         try:
-            yield Env(cluster, jobs, op)
+            yield Env(cluster, jobs, op, identity)
         finally:
             op.stop()
             rec.stop()
@@ -265,3 +272,26 @@ def test_kopf_reports_health(env: Env) -> None:
     port = port_of(env.operator, "--health-port")
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=5) as response:
         assert response.status == 200
+
+
+def test_the_operator_identity_may_do_nothing_outside_its_cluster_role(env: Env) -> None:
+    identity = config.new_client_from_config(config_file=str(env.operator_kubeconfig))
+    core = client.CoreV1Api(identity)
+    core.list_node()  # granted
+    for forbidden in (
+        lambda: core.list_secret_for_all_namespaces(),
+        lambda: core.delete_node("t4-0"),
+        lambda: client.CustomObjectsApi(identity).delete_namespaced_custom_object(
+            GROUP, VERSION, "default", PLURAL, "any"
+        ),
+    ):
+        with pytest.raises(ApiException) as refused:
+            forbidden()
+        assert refused.value.status == 403
+
+
+def test_the_operator_needs_no_right_beyond_its_cluster_role(
+    env: Env, examples: dict[str, str]
+) -> None:
+    env.status("bert-base-serving", examples["bert-base-serving"], "Running")
+    assert "forbidden" not in env.operator.log.read_text().lower()

@@ -73,13 +73,13 @@ def _certificates(pki: Path) -> None:
     (pki / "tokens.csv").write_text(f"{ADMIN_TOKEN},admin,admin,system:masters\n")
 
 
-def _kubeconfig(path: Path, server: str, ca: Path) -> None:
+def _kubeconfig(path: Path, server: str, ca: Path, token: str = ADMIN_TOKEN) -> None:
     path.write_text(
         "apiVersion: v1\nkind: Config\n"
         f"clusters:\n- name: berth-test\n  cluster:\n    server: {server}\n"
         f"    certificate-authority: {ca}\n"
-        f"users:\n- name: admin\n  user:\n    token: {ADMIN_TOKEN}\n"
-        "contexts:\n- name: berth-test\n  context:\n    cluster: berth-test\n    user: admin\n"
+        f"users:\n- name: user\n  user:\n    token: {token}\n"
+        "contexts:\n- name: berth-test\n  context:\n    cluster: berth-test\n    user: user\n"
         "current-context: berth-test\n"
     )
 
@@ -107,6 +107,11 @@ class ControlPlane:
             start_new_session=True,
             preexec_fn=_die_with_parent,
         )
+
+    def kubeconfig_with_token(self, path: Path, token: str) -> Path:
+        """A kubeconfig for another identity (a ServiceAccount's token) on this server."""
+        _kubeconfig(path, self.server, self.workdir / "pki" / "ca.crt", token)
+        return path
 
     def log_tail(self, name: str, lines: int = 20) -> str:
         text = (self.workdir / f"{name}.log").read_text(errors="replace")
