@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import copy
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from importlib.resources import files
 from pathlib import Path
@@ -278,8 +278,9 @@ def test_the_operator_identity_may_do_nothing_outside_its_cluster_role(env: Env)
     identity = config.new_client_from_config(config_file=str(env.operator_kubeconfig))
     core = client.CoreV1Api(identity)
     core.list_node()  # granted
+    forbidden: Callable[[], Any]
     for forbidden in (
-        lambda: core.list_secret_for_all_namespaces(),
+        core.list_secret_for_all_namespaces,
         lambda: core.delete_node("t4-0"),
         lambda: client.CustomObjectsApi(identity).delete_namespaced_custom_object(
             GROUP, VERSION, "default", PLURAL, "any"
