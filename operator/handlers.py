@@ -32,6 +32,7 @@ class Runner:
         self.capacity_epoch = 0
         self.indices: tuple[kopf.Index[Any, Any], ...] | None = None
         self.task: asyncio.Task[None] | None = None
+        self.nodes_seen: dict[str, dict[str, Any] | None] = {}
 
     def attach(self, nodes: kopf.Index[Any, Any], pods: kopf.Index[Any, Any], jobs: Any) -> None:
         if self.task is None:
@@ -103,8 +104,16 @@ async def job_event(memo: kopf.Memo, **kwargs: Any) -> None:
 
 
 @kopf.on.event("nodes")
-async def node_event(memo: kopf.Memo, **kwargs: Any) -> None:
-    _runner(memo, kwargs).wake(capacity=True)
+async def node_event(
+    memo: kopf.Memo, type: str | None, body: kopf.Body, name: str, **kwargs: Any
+) -> None:
+    runner = _runner(memo, kwargs)
+    # Kubelets (and kwok) rewrite node status every few seconds; only a change placement
+    # can see (capacity, labels, taints, readiness) is a reason to retry waiting jobs.
+    seen = None if type == "DELETED" else slim_node(body)
+    if runner.nodes_seen.get(name) != seen:
+        runner.nodes_seen[name] = seen
+        runner.wake(capacity=True)
 
 
 @kopf.on.event("pods")

@@ -19,6 +19,7 @@ import json
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import partial
@@ -28,13 +29,18 @@ from kubernetes import client
 from kubernetes.client.rest import ApiException
 
 from berth.core.job import AcceleratorJob, check_deadline, parse_job
-from berth.core.snapshot import LABEL_GPU_PRODUCT, build_snapshot
+from berth.core.snapshot import (
+    LABEL_GPU_PRODUCT,
+    ClusterSnapshot,
+    build_snapshot,
+    with_claims,
+)
 from berth.core.validation import InvalidObject
 from berth.crds import GROUP, VERSION
 from berth.operator import predictions, status
 from berth.operator.metrics import Metrics
-from berth.operator.state import capacity_pods
-from berth.operator.workers import LABEL_JOB, Placement, service, worker_pods
+from berth.operator.state import capacity_pods, claims
+from berth.operator.workers import LABEL_JOB, Placement, service, worker_name, worker_pods
 from berth.placement.fallback import SpecTransfer
 from berth.placement.plan import decide
 from berth.placement.roofline import Roofline
@@ -92,6 +98,7 @@ class Reconciler:
         self.created: set[tuple[str, str]] = set()
         self.services: set[str] = set()
         self.parsed: dict[tuple[str, int | None], AcceleratorJob | InvalidObject] = {}
+        self.poster = ThreadPoolExecutor(max_workers=2, thread_name_prefix="berth-events")
 
     # --- the cycle -----------------------------------------------------------------------
 
@@ -112,8 +119,6 @@ class Reconciler:
                 placed.append((job, Placement.from_status(recorded)))
         self.metrics.queue.set(len(waiting))
 
-        pods = capacity_pods(view.pods, placed)
-        snapshot = build_snapshot(view.nodes, pods)
         products = {
             n["metadata"]["name"]: n["metadata"]["labels"].get(LABEL_GPU_PRODUCT, "")
             for n in view.nodes
@@ -125,7 +130,12 @@ class Reconciler:
                 _key(j),
             )
         )
+        snapshot = None  # built once per cycle, and only when some job is due a try
         for job in waiting:
+            if not self._due(job, view.capacity_epoch):
+                continue
+            if snapshot is None:
+                snapshot = build_snapshot(view.nodes, capacity_pods(view.pods, placed))
             try:
                 placement = self._place(job, snapshot, view.capacity_epoch)
             except (Conflict, ApiException) as exc:
@@ -134,8 +144,7 @@ class Reconciler:
                 continue
             if placement is not None:
                 placed.append((job, placement))
-                pods = capacity_pods(view.pods, placed)
-                snapshot = build_snapshot(view.nodes, pods)
+                snapshot = with_claims(snapshot, claims(job, placement))
 
         by_job: dict[tuple[str, str], dict[str, Mapping[str, Any]]] = {}
         for pod in view.pods:
@@ -161,6 +170,7 @@ class Reconciler:
             for uid in [u for u in table if u not in uids]:
                 del table[uid]
         self.services &= uids
+        self.parsed = {k: v for k, v in self.parsed.items() if k[0] in uids}
 
     def _phase(self, job: Mapping[str, Any]) -> str | None:
         uid = job["metadata"]["uid"]
@@ -182,7 +192,7 @@ class Reconciler:
         key = (meta["uid"], meta.get("generation"))
         if key not in self.parsed:
             try:
-                self.parsed[key] = parse_job(job)
+                self.parsed[key] = parse_job(job, admitted=True)
             except InvalidObject as exc:
                 self.parsed[key] = exc
         return self.parsed[key]
@@ -202,12 +212,18 @@ class Reconciler:
 
         return guarded
 
-    def _place(self, job: Mapping[str, Any], snapshot: Any, epoch: int) -> Placement | None:
+    def _due(self, job: Mapping[str, Any], epoch: int) -> bool:
+        """False while nothing has freed capacity or changed the spec since it last did not
+        fit: a waiting job is retried on events, never by busy polling."""
+        meta = job["metadata"]
+        seen = self.waiting.get(meta["uid"])
+        return seen is None or seen[0] != epoch or seen[1] != meta.get("generation")
+
+    def _place(
+        self, job: Mapping[str, Any], snapshot: ClusterSnapshot, epoch: int
+    ) -> Placement | None:
         meta = job["metadata"]
         uid, generation = meta["uid"], meta.get("generation")
-        seen = self.waiting.get(uid)
-        if seen is not None and seen[0] == epoch and seen[1] == generation:
-            return None  # nothing freed since it last did not fit: no busy retry
         began = time.perf_counter()
         now = self.clock()
         parsed = self._parse(job)
@@ -367,15 +383,19 @@ class Reconciler:
         if uid not in self.services:
             self._create(lambda: self.core.create_namespaced_service(ns, service(job)))
             self.services.add(uid)
-        for pod in worker_pods(job, placement, products):
-            name = pod["metadata"]["name"]
+        missing = []
+        for k in range(len(placement.shares)):
+            name = worker_name(job["metadata"]["name"], k)
             if name in own:
                 self.created.discard((ns, name))
-                continue
-            if (ns, name) in self.created:
-                continue  # created; the watch has not shown it yet
-            self._create(partial(self.core.create_namespaced_pod, ns, pod))
-            self.created.add((ns, name))
+            elif (ns, name) not in self.created:  # else created; the watch has not shown it
+                missing.append(k)
+        if not missing:
+            return
+        pods = worker_pods(job, placement, products)  # built only when one is missing
+        for k in missing:
+            self._create(partial(self.core.create_namespaced_pod, ns, pods[k]))
+            self.created.add((ns, pods[k]["metadata"]["name"]))
 
     @staticmethod
     def _create(call: Callable[[], Any]) -> None:
@@ -463,11 +483,16 @@ class Reconciler:
             reporting_component="berth.dev/operator",
             reporting_instance="berth-operator",
         )
+        self.poster.submit(self._post, event, reason)
+
+    def _post(self, event: client.CoreV1Event, reason: str) -> None:
+        # An Event is an explanation, not state: it is posted off the decision path, and
+        # losing one must not stop a decision.
+        obj = event.involved_object
         try:
-            self.core.create_namespaced_event(meta["namespace"], event)
+            self.core.create_namespaced_event(obj.namespace, event)
         except ApiException as exc:
-            # An Event is an explanation, not state: losing one must not stop a decision.
-            log.warning("event %s on %s/%s not posted: %s", reason, *_key(job), exc.reason)
+            log.warning("event %s on %s/%s not posted: %s", reason, obj.namespace, obj.name, exc)
 
 
 def _api_message(exc: ApiException) -> str:

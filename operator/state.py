@@ -12,7 +12,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from berth.core.snapshot import GPU_RESOURCE, pod_requests
+from berth.core.catalog import CPU
+from berth.core.snapshot import GPU_RESOURCE, Resources, pod_requests
 from berth.operator.workers import LABEL_JOB, Placement, worker_name
 
 
@@ -70,6 +71,15 @@ def slim_node(body: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
+def claims(job: Mapping[str, Any], placement: Placement) -> dict[str, Resources]:
+    """What each node of a new placement gives up to its worker."""
+    base = pod_requests({"spec": job["spec"]["template"]["spec"]})
+    return {
+        s.node: base + Resources(gpus=0 if placement.type == CPU else s.devices)
+        for s in placement.shares
+    }
+
+
 def stand_ins(job: Mapping[str, Any], placement: Placement) -> list[dict[str, Any]]:
     """One bound pod per recorded worker, with the requests the real one will have."""
     meta = job["metadata"]
@@ -77,7 +87,7 @@ def stand_ins(job: Mapping[str, Any], placement: Placement) -> list[dict[str, An
     out = []
     for k, share in enumerate(placement.shares):
         requests: dict[str, Any] = {"cpu": f"{base.cpu_millis}m", "memory": str(base.memory_bytes)}
-        if placement.type != "cpu":
+        if placement.type != CPU:
             requests[GPU_RESOURCE] = str(share.devices)
         out.append(
             {

@@ -175,8 +175,12 @@ def check_deadline(job: AcceleratorJob, now: datetime) -> FieldError | None:
     return None
 
 
-def parse_job(obj: Any) -> AcceleratorJob:
-    """Validate a manifest or API object and return it typed; raises InvalidObject."""
+def parse_job(obj: Any, admitted: bool = False) -> AcceleratorJob:
+    """Validate a manifest or API object and return it typed; raises InvalidObject.
+
+    `admitted`: the object was read from the API server, which applied this same schema's
+    defaults and CEL rules when it was stored; they are not evaluated again (the checks CEL
+    cannot make still are)."""
     if not isinstance(obj, dict):
         raise InvalidObject([FieldError("", obj, "an AcceleratorJob must be a mapping")])
     header = [
@@ -189,7 +193,8 @@ def parse_job(obj: Any) -> AcceleratorJob:
         header.append(FieldError("metadata.name", name, "required: the job's name"))
     if header:
         raise InvalidObject(header)
-    obj = validate(acceleratorjob_schema(), obj)
+    if not admitted:
+        obj = validate(acceleratorjob_schema(), obj)
     errors: list[FieldError] = []
     spec = obj["spec"]
     meta = obj.get("metadata") or {}

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from functools import cached_property
 from typing import Any
@@ -276,3 +276,16 @@ def build_snapshot(
         _node_state(n, by_node.get((n.get("metadata") or {}).get("name", ""), [])) for n in nodes
     )
     return ClusterSnapshot(tuple(sorted(states, key=lambda s: s.name)))
+
+
+def with_claims(snapshot: ClusterSnapshot, claims: Mapping[str, Resources]) -> ClusterSnapshot:
+    """The snapshot once one new pod per named node, requesting `claims[node]`, is bound: what
+    a decision just took, without rebuilding every node from the API's dicts."""
+    return ClusterSnapshot(
+        tuple(
+            replace(n, requested=n.requested + claims[n.name], workload_pods=n.workload_pods + 1)
+            if n.name in claims
+            else n
+            for n in snapshot.nodes
+        )
+    )
