@@ -1,0 +1,233 @@
+"""The operator's pure core, on plain data: worker objects, status, capacity stand-ins and the
+choice of predictor."""
+
+from __future__ import annotations
+
+import copy
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+
+from berth.core.catalog import VARIANTS
+from berth.core.cluster import node_objects, parse_cluster
+from berth.core.job import parse_job
+from berth.core.snapshot import build_snapshot, with_claims
+from berth.operator import predictions, state, status
+from berth.operator.workers import Placement, Share, service, worker_pods
+from berth.placement.fallback import SpecTransfer
+from berth.placement.roofline import Roofline
+from berth.recommender import tables
+from berth.recommender.client import RecommenderUnavailable
+from tests.conftest import load_example
+
+NOW = datetime(2026, 11, 24, 12, tzinfo=UTC)
+SMALL = {
+    "name": "t",
+    "pools": [
+        {"name": "a100", "accelerator": "a100-sxm4-80gb", "gpusPerNode": 8, "nodes": 2,
+         "cpuCores": 64, "memory": "512Gi"},
+        {"name": "cpu", "accelerator": "cpu", "cpuClass": "epyc-7763", "nodes": 1,
+         "cpuCores": 128, "memory": "512Gi"},
+    ],
+}  # fmt: skip
+
+
+def api_job(example: str) -> dict[str, Any]:
+    """An example as the API server returns it: namespace, uid, generation."""
+    job = copy.deepcopy(load_example(example))
+    job["metadata"] |= {"namespace": "ns", "uid": "uid-1", "generation": 1}
+    return job
+
+
+def nodes() -> list[dict[str, Any]]:
+    out = node_objects(parse_cluster(SMALL))
+    for n in out:
+        n["status"]["conditions"] = [{"type": "Ready", "status": "True"}]
+    return out
+
+
+TWO_NODES = Placement("a100", 6, (Share("a100-0", 4), Share("a100-1", 2)))
+
+
+def test_each_share_is_one_worker_named_after_the_job_and_pinned_to_its_node() -> None:
+    job = api_job("elastic-resnet50-training.yaml")
+    pods = worker_pods(job, TWO_NODES, {"a100-0": "NVIDIA-A100-SXM4-80GB"})
+    assert [p["metadata"]["name"] for p in pods] == ["resnet50-imagenet-w0", "resnet50-imagenet-w1"]
+    term = pods[0]["spec"]["affinity"]["nodeAffinity"][
+        "requiredDuringSchedulingIgnoredDuringExecution"
+    ]["nodeSelectorTerms"][0]
+    assert term["matchFields"][0]["values"] == ["a100-0"]
+    assert term["matchExpressions"][0]["values"] == ["NVIDIA-A100-SXM4-80GB"]
+    limits = [p["spec"]["containers"][0]["resources"]["limits"]["nvidia.com/gpu"] for p in pods]
+    assert limits == ["4", "2"]
+
+
+def test_workers_are_the_same_objects_every_time() -> None:
+    job = api_job("elastic-resnet50-training.yaml")
+    assert worker_pods(job, TWO_NODES, {}) == worker_pods(job, TWO_NODES, {})
+
+
+def test_building_workers_leaves_the_job_template_untouched() -> None:
+    job = api_job("elastic-resnet50-training.yaml")
+    before = copy.deepcopy(job)
+    worker_pods(job, TWO_NODES, {})
+    assert job == before
+
+
+def test_training_workers_get_torchrun_rendezvous_env() -> None:
+    job = api_job("gpt2-finetune-deadline.yaml")
+    env = {
+        e["name"]: e["value"]
+        for e in worker_pods(job, TWO_NODES, {})[1]["spec"]["containers"][0]["env"]
+    }
+    assert env["PET_NNODES"] == "2:2"  # rigid: exactly the placed workers
+    assert env["PET_NPROC_PER_NODE"] == "2"
+    assert env["PET_RDZV_ENDPOINT"] == "gpt2-finetune.ns.svc:29400"
+    assert env["WORLD_SIZE"] == "6"
+
+
+def test_an_inference_worker_gets_no_rendezvous_and_restarts_always() -> None:
+    pod = worker_pods(api_job("bert-inference.yaml"), TWO_NODES, {})[0]
+    names = {e["name"] for e in pod["spec"]["containers"][0]["env"]}
+    assert "PET_NNODES" not in names
+    assert pod["spec"]["restartPolicy"] == "Always"
+
+
+def test_a_cpu_worker_asks_for_no_gpu() -> None:
+    pod = worker_pods(
+        api_job("cpu-capable-hpc.yaml"), Placement("cpu", 1, (Share("cpu-0", 1),)), {}
+    )[0]
+    assert "nvidia.com/gpu" not in pod["spec"]["containers"][0]["resources"].get("limits", {})
+    assert "tolerations" not in pod["spec"]
+
+
+def test_the_rendezvous_service_is_headless_and_owned_by_the_job() -> None:
+    svc = service(api_job("elastic-resnet50-training.yaml"))
+    assert svc["spec"]["clusterIP"] == "None"
+    assert svc["metadata"]["ownerReferences"][0]["uid"] == "uid-1"
+
+
+def test_a_recorded_but_unbound_worker_holds_its_devices() -> None:
+    job = api_job("elastic-resnet50-training.yaml")
+    pods = state.capacity_pods([], [(job, TWO_NODES)])
+    snap = build_snapshot(nodes(), pods)
+    assert (snap.node("a100-0").free.gpus, snap.node("a100-1").free.gpus) == (4, 6)
+
+
+def test_a_bound_worker_is_not_counted_twice() -> None:
+    job = api_job("elastic-resnet50-training.yaml")
+    bound = state.stand_ins(job, TWO_NODES)[0]
+    pods = state.capacity_pods([bound], [(job, TWO_NODES)])
+    assert len(pods) == 2
+
+
+def test_claims_update_the_snapshot_as_a_rebuild_would() -> None:
+    job = api_job("elastic-resnet50-training.yaml")
+    empty = build_snapshot(nodes(), [])
+    rebuilt = build_snapshot(nodes(), state.stand_ins(job, TWO_NODES))
+    assert with_claims(empty, state.claims(job, TWO_NODES)) == rebuilt
+
+
+def test_a_condition_keeps_its_transition_time_while_its_status_holds() -> None:
+    first = status.conditions([], [status.Condition("Placed", False, "Unschedulable", "a")], NOW, 1)
+    later = datetime(2026, 11, 25, tzinfo=UTC)
+    same = status.conditions(
+        first, [status.Condition("Placed", False, "Unschedulable", "b")], later, 1
+    )
+    flipped = status.conditions(first, [status.Condition("Placed", True, "Placed", "c")], later, 1)
+    assert same[0]["lastTransitionTime"] == first[0]["lastTransitionTime"]
+    assert flipped[0]["lastTransitionTime"] == "2026-11-25T00:00:00Z"
+
+
+def pod(name: str, phase: str, **state_: Any) -> dict[str, Any]:
+    statuses = [{"name": "main", "state": state_}] if state_ else []
+    return {"metadata": {"name": name}, "status": {"phase": phase, "containerStatuses": statuses}}
+
+
+@pytest.mark.parametrize(
+    ("phases", "expected"),
+    [
+        (["Running"], "Placed"),  # one of two workers exists
+        (["Running", "Pending"], "Placed"),
+        (["Running", "Running"], "Running"),
+        (["Succeeded", "Running"], "Running"),
+        (["Succeeded", "Succeeded"], "Succeeded"),
+        (["Failed", "Running"], "Failed"),
+    ],
+)
+def test_the_job_phase_follows_its_workers(phases: list[str], expected: str) -> None:
+    pods = {f"j-w{k}": pod(f"j-w{k}", p) for k, p in enumerate(phases)}
+    assert status.workers_phase("j", TWO_NODES, pods).phase == expected
+
+
+def test_a_failed_job_names_the_worker_and_its_exit() -> None:
+    failed = pod("j-w1", "Failed", terminated={"exitCode": 137, "reason": "OOMKilled"})
+    found = status.workers_phase("j", TWO_NODES, {"j-w0": pod("j-w0", "Running"), "j-w1": failed})
+    assert found.message == "j-w1: container main: OOMKilled: exit code 137"
+
+
+# --- predictions ------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def spec_transfer() -> SpecTransfer:
+    return SpecTransfer(tables.read()[0])
+
+
+def ask_fails(job: dict[str, Any], rows: list[dict[str, Any]]) -> dict[str, Any]:
+    raise RecommenderUnavailable("http://recommender: connection refused")
+
+
+def test_candidates_are_the_allowed_types_present_at_every_count_they_can_hold() -> None:
+    job = parse_job(load_example("cpu-capable-hpc.yaml"))
+    rows = predictions.candidates(job, build_snapshot(nodes(), []))
+    assert [(c.type, c.count) for c in rows] == [
+        ("a100", 1), ("a100", 2), ("a100", 3), ("a100", 4), ("cpu", 1),
+    ]  # fmt: skip
+
+
+def test_the_recommender_answer_is_used_and_named(spec_transfer: SpecTransfer) -> None:
+    job = parse_job(load_example("gpt2-finetune-deadline.yaml"))
+    rows = predictions.candidates(job, build_snapshot(nodes(), []))
+
+    def ask(body: dict[str, Any], asked: list[dict[str, Any]]) -> dict[str, Any]:
+        assert body["model"] == "gpt2" and asked == [{"accelerator": "a100-sxm4-80gb", "count": 4}]
+        ranked = [{"type": "a100", "count": 4, "throughput": 100.0, "watts_per_device": 300.0,
+                   "throughput_uncertainty": 0.1}]  # fmt: skip
+        return {"model": "m1", "ranked": ranked}
+
+    got = predictions.predict(job, rows, ask, spec_transfer, Roofline())
+    assert got.degraded is None
+    assert got.sources[("a100", 4)] == "recommender model m1"
+    assert got.predictions[("a100", 4)].throughput.value == 100.0
+
+
+def test_an_unreachable_recommender_falls_back_to_spec_transfer_and_says_why(
+    spec_transfer: SpecTransfer,
+) -> None:
+    job = parse_job(load_example("elastic-resnet50-training.yaml"))
+    rows = predictions.candidates(job, build_snapshot(nodes(), []))
+    got = predictions.predict(job, rows, ask_fails, spec_transfer, Roofline())
+    assert got.degraded == "recommender: http://recommender: connection refused"
+    assert set(got.sources.values()) == {spec_transfer.name}
+    assert got.predictions[("a100", 2)].throughput.provenance.origin.value == "modelled"
+
+
+def test_a_job_without_a_model_is_estimated_by_the_roofline_on_gpus_and_cpus(
+    spec_transfer: SpecTransfer,
+) -> None:
+    job = parse_job(load_example("cpu-capable-hpc.yaml"))
+    rows = predictions.candidates(job, build_snapshot(nodes(), []))
+    got = predictions.predict(job, rows, ask_fails, spec_transfer, Roofline())
+    assert got.degraded is None  # the recommender was not asked: nothing it could answer
+    assert set(got.sources) == {("a100", n) for n in range(1, 5)} | {("cpu", 1)}
+    assert set(got.sources.values()) == {Roofline.name}
+
+
+def test_the_roofline_scales_sublinearly_with_devices() -> None:
+    job = parse_job(load_example("rigid-lammps-hpc.yaml"))
+    one = Roofline().predict(job, VARIANTS["a100-sxm4-80gb"], 1)
+    eight = Roofline().predict(job, VARIANTS["a100-sxm4-80gb"], 8)
+    assert one is not None and eight is not None
+    assert one.throughput.value * 8 * 0.9**3 == pytest.approx(eight.throughput.value)
