@@ -6,9 +6,11 @@ import argparse
 import asyncio
 import logging
 import os
+import random
 from typing import Any
 
-RBAC_NOTE = "the minimal ClusterRole is charts/berth/templates/clusterrole.yaml"
+PEERING_LIFETIME_S = 20  # a killed active replica is replaced within this
+RBAC_NOTE = "the minimal ClusterRole is operator/rbac.yaml"
 
 
 def add_parser(commands: Any) -> None:
@@ -32,8 +34,9 @@ def add_parser(commands: Any) -> None:
     p.add_argument(
         "--peering",
         metavar="NAME",
-        help="kopf peering name for more than one replica (needs kopf's ClusterKopfPeering "
-        "CRD); without it the operator runs standalone",
+        help="for more than one replica: the ClusterKopfPeering object (crds/kopf-peering.yaml) "
+        "through which only the highest-priority live replica acts; without it the operator "
+        "runs standalone",
     )
     p.add_argument("--verbose", action="store_true")
     p.set_defaults(func=run)
@@ -78,9 +81,7 @@ def run(args: argparse.Namespace) -> int:
         settings.watching.server_timeout = 300
         settings.networking.request_timeout = 30
         if args.peering:
-            settings.peering.name = args.peering
-            settings.peering.clusterwide = True
-            settings.peering.mandatory = True
+            settings.peering.lifetime = PEERING_LIFETIME_S
         memo.runner = handlers.Runner(reconciler)
 
     liveness = f"http://0.0.0.0:{args.health_port}/healthz" if args.health_port else None
@@ -88,6 +89,9 @@ def run(args: argparse.Namespace) -> int:
         kopf.operator(
             clusterwide=True,
             standalone=not args.peering,
+            peering_name=args.peering,
+            # Distinct priorities: the highest live replica acts; equal ones would all pause.
+            priority=random.randint(1, 2**30) if args.peering else None,
             liveness_endpoint=liveness,
         )
     )

@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import socket
 import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -49,6 +51,7 @@ from berth.recommender.client import RecommenderUnavailable
 
 log = logging.getLogger("berth.operator")
 PLURAL = "acceleratorjobs"
+INSTANCE = f"{socket.gethostname()}-{os.getpid()}"  # the pod, for Events' reportingInstance
 BREAKER_S = 10.0  # after a failed call, skip the recommender this long (no timeout per job)
 
 
@@ -91,9 +94,9 @@ class Reconciler:
         self.roofline = Roofline()
         self.breaker_until = 0.0
         self.breaker_reason = ""
-        # What this process wrote, until the watch shows it (keys: job uid).
-        self.recorded: dict[str, dict[str, Any]] = {}
-        self.phases: dict[str, str] = {}
+        # Per job uid: (resourceVersion a status write was based on, the one it produced, the
+        # status it left), until the watch shows a newer version than the first.
+        self.wrote: dict[str, tuple[str, str, dict[str, Any]]] = {}
         self.waiting: dict[str, tuple[int, int | None, str]] = {}  # epoch, generation, message
         self.created: set[tuple[str, str]] = set()
         self.services: set[str] = set()
@@ -138,8 +141,12 @@ class Reconciler:
                 snapshot = build_snapshot(view.nodes, capacity_pods(view.pods, placed))
             try:
                 placement = self._place(job, snapshot, view.capacity_epoch)
-            except (Conflict, ApiException) as exc:
-                log.warning("placing %s/%s: %s; retrying", *_key(job), exc)
+            except Conflict as exc:
+                log.info("%s; retrying", exc)
+                retry = True
+                continue
+            except ApiException as exc:
+                log.warning("placing %s/%s: %s; retrying", *_key(job), exc.reason)
                 retry = True
                 continue
             if placement is not None:
@@ -157,6 +164,9 @@ class Reconciler:
             try:
                 self._ensure_children(job, placement, own, products)
                 self._follow_workers(job, placement, own)
+            except Conflict as exc:
+                log.info("%s; retrying", exc)
+                retry = True
             except ApiException as exc:
                 if exc.status in (400, 422):  # the user's template makes an invalid Pod
                     self._reject_template(job, exc)
@@ -166,24 +176,28 @@ class Reconciler:
         return retry
 
     def _forget_except(self, uids: set[str]) -> None:
-        for table in (self.recorded, self.phases, self.waiting):
+        for table in (self.wrote, self.waiting):
             for uid in [u for u in table if u not in uids]:
                 del table[uid]
         self.services &= uids
         self.parsed = {k: v for k, v in self.parsed.items() if k[0] in uids}
 
+    def _current(self, job: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
+        """The job's latest resourceVersion and status known here: the cache's, unless it has
+        not caught up with this process's own last write yet."""
+        meta = job["metadata"]
+        wrote = self.wrote.get(meta["uid"])
+        if wrote is not None and wrote[0] == meta["resourceVersion"]:
+            return wrote[1], wrote[2]
+        return meta["resourceVersion"], dict(job.get("status") or {})
+
     def _phase(self, job: Mapping[str, Any]) -> str | None:
-        uid = job["metadata"]["uid"]
-        if uid in self.phases:
-            return self.phases[uid]
-        return (job.get("status") or {}).get("phase")
+        phase: str | None = self._current(job)[1].get("phase")
+        return phase
 
     def _placement(self, job: Mapping[str, Any]) -> dict[str, Any] | None:
-        uid = job["metadata"]["uid"]
-        found = (job.get("status") or {}).get("placement")
-        if found:
-            return dict(found)
-        return self.recorded.get(uid)
+        found = self._current(job)[1].get("placement")
+        return dict(found) if found else None
 
     # --- placing -------------------------------------------------------------------------
 
@@ -223,7 +237,7 @@ class Reconciler:
         self, job: Mapping[str, Any], snapshot: ClusterSnapshot, epoch: int
     ) -> Placement | None:
         meta = job["metadata"]
-        uid, generation = meta["uid"], meta.get("generation")
+        uid = meta["uid"]
         began = time.perf_counter()
         now = self.clock()
         parsed = self._parse(job)
@@ -267,21 +281,10 @@ class Reconciler:
         ]
         if degraded is not None:
             updates.append(status.Condition("RecommenderUnavailable", True, "Fallback", degraded))
-        body = {
-            "metadata": {"resourceVersion": meta["resourceVersion"]},
-            "status": {
-                "phase": status.PLACED,
-                "observedGeneration": generation,
-                "placement": placement,
-                "conditions": status.conditions(
-                    (job.get("status") or {}).get("conditions") or (), updates, now, generation
-                ),
-            },
-        }
-        if not self._write_placement(job, body):
+        # The resourceVersion precondition makes this the only placement ever recorded: a
+        # job placed meanwhile (by a restarted or peer operator) answers 409.
+        if not self._write(job, status.PLACED, updates, now, placement):
             return None
-        self.recorded[uid] = placement
-        self.phases[uid] = status.PLACED
         self.waiting.pop(uid, None)
         self.metrics.decisions.labels("placed").inc()
         self.metrics.decision_seconds.observe(time.perf_counter() - began)
@@ -301,49 +304,17 @@ class Reconciler:
         )
         return Placement.from_status(placement)
 
-    def _write_placement(self, job: Mapping[str, Any], body: dict[str, Any]) -> bool:
-        ns, name = _key(job)
-        try:
-            self.custom.patch_namespaced_custom_object_status(
-                GROUP, VERSION, ns, PLURAL, name, body
-            )
-            return True
-        except ApiException as exc:
-            if exc.status == 404:
-                return False  # deleted meanwhile
-            if exc.status != 409:
-                raise
-        # 409: the job changed since the cache saw it. If someone recorded a placement, it
-        # stands; otherwise the next cycle decides again on fresh state.
-        self.metrics.api_conflicts.inc()
-        fresh = self.custom.get_namespaced_custom_object(GROUP, VERSION, ns, PLURAL, name)
-        found = (fresh.get("status") or {}).get("placement")
-        if found:
-            self.recorded[fresh["metadata"]["uid"]] = found
-        raise Conflict(f"{ns}/{name} changed while it was being placed")
-
     def _refuse(self, job: Mapping[str, Any], reason: str, message: str, now: datetime) -> None:
-        uid = job["metadata"]["uid"]
-        self._status(
-            job,
-            status.FAILED,
-            [status.Condition("Validated", False, reason, message)],
-            now,
+        self._write(
+            job, status.FAILED, [status.Condition("Validated", False, reason, message)], now
         )
-        self.phases[uid] = status.FAILED
         self.metrics.decisions.labels("invalid").inc()
         self._event(job, "Warning", reason, message)
 
     def _reject_template(self, job: Mapping[str, Any], exc: ApiException) -> None:
         message = f"the API server refused a worker Pod: {_api_message(exc)}"
-        uid = job["metadata"]["uid"]
-        self._status(
-            job,
-            status.FAILED,
-            [status.Condition("Running", False, "WorkerRejected", message)],
-            self.clock(),
-        )
-        self.phases[uid] = status.FAILED
+        updates = [status.Condition("Running", False, "WorkerRejected", message)]
+        self._write(job, status.FAILED, updates, self.clock())
         self._event(job, "Warning", "WorkerRejected", message)
 
     def _wait(self, job: Mapping[str, Any], message: str, epoch: int, now: datetime) -> None:
@@ -351,13 +322,13 @@ class Reconciler:
         uid, generation = meta["uid"], meta.get("generation")
         before = self.waiting.get(uid)
         self.waiting[uid] = (epoch, generation, message)
-        current = job.get("status") or {}
+        current = self._current(job)[1]
         old = next((c for c in current.get("conditions") or () if c.get("type") == "Placed"), None)
         if before is not None and before[2] == message:
             return
         if current.get("phase") == status.PENDING and old and old.get("message") == message:
             return
-        self._status(
+        self._write(
             job,
             status.PENDING,
             [
@@ -408,7 +379,6 @@ class Reconciler:
     def _follow_workers(
         self, job: Mapping[str, Any], placement: Placement, own: Mapping[str, Mapping[str, Any]]
     ) -> None:
-        uid = job["metadata"]["uid"]
         found = status.workers_phase(job["metadata"]["name"], placement, own)
         if found.phase == self._phase(job):
             return
@@ -426,38 +396,50 @@ class Reconciler:
                     "Complete", found.phase == status.SUCCEEDED, found.reason, found.message
                 )
             )
-        self._status(job, found.phase, updates, now)
-        self.phases[uid] = found.phase
+        self._write(job, found.phase, updates, now)
         if found.phase != status.PLACED:
             kind = "Warning" if found.phase == status.FAILED else "Normal"
             self._event(job, kind, found.phase, found.message)
 
     # --- writes --------------------------------------------------------------------------
 
-    def _status(
+    def _write(
         self,
         job: Mapping[str, Any],
         phase: str,
         updates: Sequence[status.Condition],
         now: datetime,
-    ) -> None:
+        placement: dict[str, Any] | None = None,
+    ) -> bool:
+        """Patch the status on the latest version known here, never on top of a newer one: a
+        write from stale state (a peer that has just been paused, a cache behind) answers 409
+        and the cycle is retried on fresh state. False when the job is gone."""
         ns, name = _key(job)
-        generation = job["metadata"].get("generation")
-        current = (job.get("status") or {}).get("conditions") or ()
-        body = {
-            "status": {
-                "phase": phase,
-                "observedGeneration": generation,
-                "conditions": status.conditions(current, updates, now, generation),
-            }
+        uid, generation = job["metadata"]["uid"], job["metadata"].get("generation")
+        rv, current = self._current(job)
+        fields: dict[str, Any] = {
+            "phase": phase,
+            "observedGeneration": generation,
+            "conditions": status.conditions(
+                current.get("conditions") or (), updates, now, generation
+            ),
         }
+        if placement is not None:
+            fields["placement"] = placement
+        body = {"metadata": {"resourceVersion": rv}, "status": fields}
         try:
-            self.custom.patch_namespaced_custom_object_status(
+            got = self.custom.patch_namespaced_custom_object_status(
                 GROUP, VERSION, ns, PLURAL, name, body
             )
         except ApiException as exc:
-            if exc.status != 404:
-                raise
+            if exc.status == 404:
+                return False
+            if exc.status == 409:
+                self.metrics.api_conflicts.inc()
+                raise Conflict(f"{ns}/{name} changed since it was read") from None
+            raise
+        self.wrote[uid] = (rv, got["metadata"]["resourceVersion"], got.get("status") or {})
+        return True
 
     def _event(self, job: Mapping[str, Any], kind: str, reason: str, message: str) -> None:
         meta = job["metadata"]
@@ -481,7 +463,7 @@ class Reconciler:
             count=1,
             source=client.V1EventSource(component="berth-operator"),
             reporting_component="berth.dev/operator",
-            reporting_instance="berth-operator",
+            reporting_instance=INSTANCE,
         )
         self.poster.submit(self._post, event, reason)
 

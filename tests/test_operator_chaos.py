@@ -9,13 +9,15 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 from kubernetes import client
 
+from berth.core.manifest import load_documents
 from berth.crds import GROUP, VERSION
-from tests.conftest import own_control_plane
+from tests.conftest import ROOT, own_control_plane
 from tests.kube import BerthProcess, Cluster, eventually, operator, recommender
 
 pytestmark = [pytest.mark.controlplane, pytest.mark.operator, pytest.mark.chaos, pytest.mark.slow]
@@ -84,6 +86,7 @@ def create_all(env: Env, ns: str, jobs: list[dict[str, Any]]) -> None:
 def all_running(env: Env, ns: str, n: int) -> list[dict[str, Any]]:
     """Every job Running: placed, its workers created, bound by kube-scheduler and started."""
     seen: Counter[str] = Counter()
+    late: list[str] = []
 
     def running() -> list[dict[str, Any]] | None:
         items: list[dict[str, Any]] = env.jobs.list_namespaced_custom_object(
@@ -91,12 +94,19 @@ def all_running(env: Env, ns: str, n: int) -> list[dict[str, Any]]:
         )["items"]
         seen.clear()
         seen.update(str((j.get("status") or {}).get("phase")) for j in items)
+        late[:] = [
+            f"{j['metadata']['name']}: {j.get('status')}"
+            for j in items
+            if (j.get("status") or {}).get("phase") != "Running"
+        ]
         return items if seen["Running"] == n else None
 
     try:
-        return eventually(running, timeout=180, what=f"{n} jobs Running in {ns}")
+        return eventually(running, timeout=120, what=f"{n} jobs Running in {ns}")
     except AssertionError as exc:
-        raise AssertionError(f"{exc}; phases {dict(seen)}") from None
+        pods = env.core.list_namespaced_pod(ns).items
+        states = [(p.metadata.name, p.spec.node_name, p.status.phase) for p in pods]
+        raise AssertionError(f"{exc}; phases {dict(seen)}; {late[:3]}; pods {states}") from None
 
 
 def check_exactly_once(env: Env, ns: str, jobs: list[dict[str, Any]]) -> Counter[str]:
@@ -190,3 +200,51 @@ def test_jobs_are_placed_by_the_named_fallback_after_the_recommender_dies(env: E
             assert "RecommenderUnavailable" not in conditions
     check_exactly_once(env, ns, placed)
     print(f"\n{len(placed)} jobs, recommender killed after 20: placed by {dict(by_source)}")
+
+
+def test_of_two_peered_replicas_one_acts_and_the_other_takes_over_when_it_dies(
+    env: Env, tmp_path: Path
+) -> None:
+    peering = load_documents((ROOT / "crds" / "kopf-peering.yaml").read_text())[0]
+    client.ApiextensionsV1Api(env.cluster.api).create_custom_resource_definition(peering)
+    obj = {"apiVersion": "kopf.dev/v1", "kind": "ClusterKopfPeering", "metadata": {"name": "berth"}}
+    eventually(lambda: _create_peering(env, obj), what="the ClusterKopfPeering created")
+    env.operator.stop()
+    replicas = [
+        operator(env.cluster.kubeconfig, tmp_path / f"replica-{i}.log", None) for i in range(2)
+    ]
+    for r in replicas:
+        r.argv += ["--peering", "berth"]
+        r.start()
+    try:
+        ns = env.cluster.namespace("peered")
+        first = [job(f"first-{i:02d}", 1) for i in range(20)]
+        create_all(env, ns, first)
+        all_running(env, ns, len(first))
+        replicas[0].kill()
+        second = [job(f"second-{i:02d}", 1) for i in range(10)]
+        create_all(env, ns, second)
+        placed = all_running(env, ns, len(first) + len(second))
+        counts = check_exactly_once(env, ns, placed)
+        assert counts["jobs placed"] == 30
+        deciders = {
+            e.reporting_instance
+            for e in env.core.list_namespaced_event(ns).items
+            if e.reason == "Placed" and e.involved_object.name.startswith("second-")
+        }
+        assert len(deciders) == 1  # the survivor alone
+        assert not any(d.endswith(f"-{replicas[0].pid}") for d in deciders)
+    finally:
+        for r in replicas:
+            r.stop()
+        env.operator.start()
+
+
+def _create_peering(env: Env, obj: dict[str, Any]) -> bool:
+    try:
+        env.jobs.create_cluster_custom_object("kopf.dev", "v1", "clusterkopfpeerings", obj)
+    except client.ApiException as exc:
+        if exc.status == 404:  # the CRD is not served yet
+            return False
+        raise
+    return True
