@@ -7,6 +7,7 @@ import asyncio
 import logging
 import os
 import random
+import sys
 from typing import Any
 
 PEERING_LIFETIME_S = 20  # a killed active replica is replaced within this
@@ -52,7 +53,7 @@ def run(args: argparse.Namespace) -> int:
         from kubernetes import client, config
         from prometheus_client import start_http_server
     except ImportError as exc:
-        print(f"error: {exc.name} is missing: pip install 'berth[operator]'")
+        print(f"error: {exc.name} is missing: pip install 'berth[operator]'", file=sys.stderr)
         return 2
 
     from berth.operator import handlers
