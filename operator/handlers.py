@@ -113,6 +113,8 @@ async def node_event(
     seen = None if type == "DELETED" else slim_node(body)
     if runner.nodes_seen.get(name) != seen:
         runner.nodes_seen[name] = seen
+        if seen is not None:
+            runner.reconciler.node_changed(seen)
         runner.wake(capacity=True)
 
 

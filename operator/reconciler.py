@@ -101,6 +101,7 @@ class Reconciler:
         self.created: set[tuple[str, str]] = set()
         self.services: set[str] = set()
         self.parsed: dict[tuple[str, int | None], AcceleratorJob | InvalidObject] = {}
+        self.node_problems: set[tuple[str, str]] = set()
         self.poster = ThreadPoolExecutor(max_workers=2, thread_name_prefix="berth-events")
 
     # --- the cycle -----------------------------------------------------------------------
@@ -441,19 +442,36 @@ class Reconciler:
         self.wrote[uid] = (rv, got["metadata"]["resourceVersion"], got.get("status") or {})
         return True
 
-    def _event(self, job: Mapping[str, Any], kind: str, reason: str, message: str) -> None:
-        meta = job["metadata"]
+    def node_changed(self, node: Mapping[str, Any]) -> None:
+        """Say on the node, once per problem, why placement will not use (part of) it."""
+        state = build_snapshot([node], []).nodes[0]
+        name = state.name
+        for problem in state.problems:
+            if (name, problem) not in self.node_problems:
+                self.node_problems.add((name, problem))
+                reason = "UnknownAccelerator" if "unknown accelerator" in problem else "NodeFacts"
+                message = f"berth does not place on this node: {problem}"
+                self._event(node, "Warning", reason, message, kind_name="Node")
+
+    def _event(
+        self,
+        obj: Mapping[str, Any],
+        kind: str,
+        reason: str,
+        message: str,
+        kind_name: str = "AcceleratorJob",
+    ) -> None:
+        meta = obj["metadata"]
+        namespace = meta.get("namespace") or "default"  # Events about Nodes live in default
         now = self.clock()
         event = client.CoreV1Event(
-            metadata=client.V1ObjectMeta(
-                generate_name=f"{meta['name']}.", namespace=meta["namespace"]
-            ),
+            metadata=client.V1ObjectMeta(generate_name=f"{meta['name']}.", namespace=namespace),
             involved_object=client.V1ObjectReference(
-                api_version=f"{GROUP}/{VERSION}",
-                kind="AcceleratorJob",
+                api_version=f"{GROUP}/{VERSION}" if kind_name == "AcceleratorJob" else "v1",
+                kind=kind_name,
                 name=meta["name"],
-                namespace=meta["namespace"],
-                uid=meta["uid"],
+                namespace=meta.get("namespace"),
+                uid=meta.get("uid"),
             ),
             type=kind,
             reason=reason,
@@ -472,7 +490,7 @@ class Reconciler:
         # losing one must not stop a decision.
         obj = event.involved_object
         try:
-            self.core.create_namespaced_event(obj.namespace, event)
+            self.core.create_namespaced_event(event.metadata.namespace, event)
         except ApiException as exc:
             log.warning("event %s on %s/%s not posted: %s", reason, obj.namespace, obj.name, exc)
 

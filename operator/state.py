@@ -57,6 +57,7 @@ def slim_node(body: Mapping[str, Any]) -> dict[str, Any]:
     return {
         "metadata": {
             "name": meta["name"],
+            "uid": meta.get("uid"),
             "labels": dict(meta.get("labels") or {}),
             "annotations": dict(meta.get("annotations") or {}),
         },

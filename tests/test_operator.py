@@ -296,3 +296,26 @@ def test_the_operator_needs_no_right_beyond_its_cluster_role(
 ) -> None:
     env.status("bert-base-serving", examples["bert-base-serving"], "Running")
     assert "forbidden" not in env.operator.log.read_text().lower()
+
+
+def test_a_node_with_an_unknown_accelerator_is_left_out_and_told_why(env: Env) -> None:
+    node = {
+        "metadata": {
+            "name": "mystery-0",
+            "labels": {"nvidia.com/gpu.product": "NVIDIA-Z9000", "type": "kwok"},
+            "annotations": {"kwok.x-k8s.io/node": "fake"},
+        },
+        "status": {"allocatable": {"nvidia.com/gpu": "8", "cpu": "64", "memory": "256Gi"}},
+    }
+    env.core.create_node(node)
+
+    def told() -> list[client.CoreV1Event]:
+        return [
+            e
+            for e in env.core.list_namespaced_event("default").items
+            if e.involved_object.kind == "Node" and e.involved_object.name == "mystery-0"
+        ]
+
+    event = eventually(told, what="an Event on node mystery-0")[0]
+    assert event.reason == "UnknownAccelerator"
+    assert "'NVIDIA-Z9000'" in event.message

@@ -148,7 +148,7 @@ def check_no_device_promised_twice(env: Env) -> None:
 
 
 def test_a_burst_survives_operator_kills_and_every_job_is_placed_exactly_once(
-    env: Env,
+    env: Env, capsys: pytest.CaptureFixture[str]
 ) -> None:
     ns = env.cluster.namespace("burst")
     jobs = [job(f"job-{i:03d}", 2 if i % 3 == 0 else 1) for i in range(200)]
@@ -169,15 +169,19 @@ def test_a_burst_survives_operator_kills_and_every_job_is_placed_exactly_once(
     assert counts["jobs placed"] == len(jobs)
     check_no_device_promised_twice(env)
     without_status = sum(1 for j in placed if not j.get("status"))
-    print(
-        f"\n{len(jobs)} jobs, operator killed {kills} times in {time.monotonic() - began:.1f} s: "
-        + ", ".join(f"{k} {v}" for k, v in counts.items())
-        + f", jobs without status {without_status}"
-    )
+    with capsys.disabled():  # the counts belong in CI's log
+        print(
+            f"\n{len(jobs)} jobs, operator killed {kills} times "
+            f"in {time.monotonic() - began:.1f} s: "
+            + ", ".join(f"{k} {v}" for k, v in counts.items())
+            + f", jobs without status {without_status}"
+        )
     assert without_status == 0
 
 
-def test_jobs_are_placed_by_the_named_fallback_after_the_recommender_dies(env: Env) -> None:
+def test_jobs_are_placed_by_the_named_fallback_after_the_recommender_dies(
+    env: Env, capsys: pytest.CaptureFixture[str]
+) -> None:
     ns = env.cluster.namespace("outage")
     before = [job(f"before-{i:02d}", 1) for i in range(20)]
     after = [job(f"after-{i:02d}", 1) for i in range(40)]
@@ -199,7 +203,8 @@ def test_jobs_are_placed_by_the_named_fallback_after_the_recommender_dies(env: E
             assert source.startswith("recommender model"), source
             assert "RecommenderUnavailable" not in conditions
     check_exactly_once(env, ns, placed)
-    print(f"\n{len(placed)} jobs, recommender killed after 20: placed by {dict(by_source)}")
+    with capsys.disabled():
+        print(f"\n{len(placed)} jobs, recommender killed after 20: placed by {dict(by_source)}")
 
 
 def test_of_two_peered_replicas_one_acts_and_the_other_takes_over_when_it_dies(
