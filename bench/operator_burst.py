@@ -28,23 +28,10 @@ sys.path.insert(0, str(ROOT))
 
 from berth.crds import GROUP, VERSION  # noqa: E402
 from e2e.cluster.controlplane import ControlPlane, build  # noqa: E402
-from tests.kube import Cluster, eventually, operator, recommender  # noqa: E402
+from tests.kube import Cluster, eventually, operator, recommender, training_job  # noqa: E402
 
 PLURAL = "acceleratorjobs"
 HOST = {"cpuCores": 64, "memory": "512Gi"}
-
-
-def job(name: str) -> dict[str, Any]:
-    return {
-        "apiVersion": f"{GROUP}/{VERSION}",
-        "kind": "AcceleratorJob",
-        "metadata": {"name": name},
-        "spec": {
-            "workload": {"kind": "training", "model": "resnet50", "batchSize": 64},
-            "accelerators": {"count": {"min": 1, "max": 2}},
-            "template": {"spec": {"containers": [{"name": "trainer", "image": "pytorch:24.05"}]}},
-        },
-    }
 
 
 def percentile(values: list[float], p: float) -> float:
@@ -77,7 +64,9 @@ def main() -> None:
         jobs_api = cluster.install_crd()
         ns = cluster.namespace("bench")
         rec, url = recommender(work / "recommender.log")
-        jobs_api.create_namespaced_custom_object(GROUP, VERSION, "default", PLURAL, job("probe"))
+        jobs_api.create_namespaced_custom_object(
+            GROUP, VERSION, "default", PLURAL, training_job("probe", 1, 2)
+        )
         began = time.monotonic()
         op = operator(plane.kubeconfig, work / "operator.log", url).start()
         try:
@@ -137,7 +126,9 @@ def run(cluster: Cluster, jobs_api: client.CustomObjectsApi, ns: str, n: int) ->
     for i in range(n):
         name = f"job-{i:04d}"
         created[name] = time.monotonic()
-        jobs_api.create_namespaced_custom_object(GROUP, VERSION, ns, PLURAL, job(name))
+        jobs_api.create_namespaced_custom_object(
+            GROUP, VERSION, ns, PLURAL, training_job(name, 1, 2)
+        )
         if (i + 1) % 100 == 0:
             print(f"  created {i + 1}/{n}, placed {len(placed)}", flush=True)
     created_s = time.monotonic() - start

@@ -17,7 +17,7 @@ import yaml
 from kubernetes import client, config, utils
 from kubernetes.client.exceptions import ApiException
 
-from berth.crds import acceleratorjob_crd
+from berth.crds import API_VERSION, KIND, acceleratorjob_crd
 from e2e.cluster.controlplane import ControlPlane, create_simulated_nodes
 
 T = TypeVar("T")
@@ -93,6 +93,30 @@ class Cluster:
         request = {"spec": {"expirationSeconds": 24 * 3600}}
         token = self.core.create_namespaced_service_account_token(name, ns, request).status.token
         return self.plane.kubeconfig_with_token(self.plane.workdir / f"{name}.kubeconfig", token)
+
+
+def training_job(name: str, low: int, high: int | None = None) -> dict[str, Any]:
+    """A ResNet-50 training AcceleratorJob on any GPU type, `low`..`high` devices."""
+    return {
+        "apiVersion": API_VERSION,
+        "kind": KIND,
+        "metadata": {"name": name},
+        "spec": {
+            "workload": {"kind": "training", "model": "resnet50", "batchSize": 64},
+            "accelerators": {"count": {"min": low, "max": high or low}},
+            "template": {
+                "spec": {
+                    "containers": [
+                        {
+                            "name": "trainer",
+                            "image": "nvcr.io/nvidia/pytorch:24.05-py3",
+                            "resources": {"requests": {"cpu": "1", "memory": "4Gi"}},
+                        }
+                    ]
+                }
+            },
+        },
+    }
 
 
 # --- berth's own processes, started by tests -----------------------------------------------

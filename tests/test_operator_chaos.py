@@ -18,7 +18,7 @@ from kubernetes import client
 from berth.core.manifest import load_documents
 from berth.crds import GROUP, VERSION
 from tests.conftest import ROOT, own_control_plane
-from tests.kube import BerthProcess, Cluster, eventually, operator, recommender
+from tests.kube import BerthProcess, Cluster, eventually, operator, recommender, training_job
 
 pytestmark = [pytest.mark.controlplane, pytest.mark.operator, pytest.mark.chaos, pytest.mark.slow]
 PLURAL = "acceleratorjobs"
@@ -53,29 +53,6 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
         finally:
             op.stop()
             rec.stop()
-
-
-def job(name: str, gpus: int) -> dict[str, Any]:
-    return {
-        "apiVersion": f"{GROUP}/{VERSION}",
-        "kind": "AcceleratorJob",
-        "metadata": {"name": name},
-        "spec": {
-            "workload": {"kind": "training", "model": "resnet50", "batchSize": 64},
-            "accelerators": {"count": {"min": gpus, "max": gpus}},
-            "template": {
-                "spec": {
-                    "containers": [
-                        {
-                            "name": "trainer",
-                            "image": "nvcr.io/nvidia/pytorch:24.05-py3",
-                            "resources": {"requests": {"cpu": "1", "memory": "4Gi"}},
-                        }
-                    ]
-                }
-            },
-        },
-    }
 
 
 def create_all(env: Env, ns: str, jobs: list[dict[str, Any]]) -> None:
@@ -151,7 +128,7 @@ def test_a_burst_survives_operator_kills_and_every_job_is_placed_exactly_once(
     env: Env, capsys: pytest.CaptureFixture[str]
 ) -> None:
     ns = env.cluster.namespace("burst")
-    jobs = [job(f"job-{i:03d}", 2 if i % 3 == 0 else 1) for i in range(200)]
+    jobs = [training_job(f"job-{i:03d}", 2 if i % 3 == 0 else 1) for i in range(200)]
     rng = random.Random(7)
     kills = 0
     creating = threading.Thread(target=create_all, args=(env, ns, jobs))
@@ -183,8 +160,8 @@ def test_jobs_are_placed_by_the_named_fallback_after_the_recommender_dies(
     env: Env, capsys: pytest.CaptureFixture[str]
 ) -> None:
     ns = env.cluster.namespace("outage")
-    before = [job(f"before-{i:02d}", 1) for i in range(20)]
-    after = [job(f"after-{i:02d}", 1) for i in range(40)]
+    before = [training_job(f"before-{i:02d}", 1) for i in range(20)]
+    after = [training_job(f"after-{i:02d}", 1) for i in range(40)]
     create_all(env, ns, before)
     all_running(env, ns, len(before))
     env.recommender.kill()
@@ -223,11 +200,11 @@ def test_of_two_peered_replicas_one_acts_and_the_other_takes_over_when_it_dies(
         r.start()
     try:
         ns = env.cluster.namespace("peered")
-        first = [job(f"first-{i:02d}", 1) for i in range(20)]
+        first = [training_job(f"first-{i:02d}", 1) for i in range(20)]
         create_all(env, ns, first)
         all_running(env, ns, len(first))
         replicas[0].kill()
-        second = [job(f"second-{i:02d}", 1) for i in range(10)]
+        second = [training_job(f"second-{i:02d}", 1) for i in range(10)]
         create_all(env, ns, second)
         placed = all_running(env, ns, len(first) + len(second))
         counts = check_exactly_once(env, ns, placed)
