@@ -1,0 +1,265 @@
+"""rebalance(...) -> resizes of running elastic jobs, pure; one period of berth's elasticity.
+
+Three moves, in this order, each within the job's count range and only on its own type:
+
+1. shrink to admit: a waiting job that fits nowhere frees devices of a type it allows by
+   shrinking elastic jobs of that type towards their min, lowest marginal loss first (the
+   fraction of throughput a job loses per device it gives up), and only when the shrinks free
+   enough for the waiting job's min;
+2. grow to meet a deadline: a job that will miss its deadline at its count grows to the
+   least count predicted to meet it, from free devices;
+3. grow while devices would idle: under an energy objective only while joules per sample stay
+   within `energy_bound` of the current; under time or balanced while the gain in throughput
+   beats the restart it costs.
+
+Whole workers are added or removed (torchrun's elastic agents come and go as nodes), a resized
+job pays `restart_s` of lost progress (checkpoint and restart), a job is not resized again
+within `min_interval_s`, and at most `max_resizes` resizes happen per period. Hysteresis: a
+move must gain at least `min_gain` of the job's throughput (or meet a deadline) to be made.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from berth.core.job import AcceleratorJob, ObjectiveKind
+from berth.core.snapshot import ClusterSnapshot
+from berth.placement.nodes import devices_free, why_not
+from berth.placement.plan import Prediction, min_memory_mib, worker_need
+
+Shares = tuple[tuple[str, int], ...]  # (node, devices) per worker
+
+
+@dataclass(frozen=True)
+class Settings:
+    period_s: float = 300.0
+    min_interval_s: float = 900.0
+    max_resizes: int = 8
+    energy_bound: float = 1.10  # growing may raise J/sample by at most 10 %
+    min_gain: float = 0.05
+    restart_s: float = 60.0  # checkpoint + restart, charged to every resize
+
+
+@dataclass(frozen=True)
+class RunningJob:
+    id: str
+    job: AcceleratorJob
+    type: str
+    shares: Shares
+    remaining_samples: float | None
+    deadline_in_s: float | None  # seconds left to the deadline; None without one
+    last_resize_s: float  # when it started or was last resized (simulation or wall clock)
+    predictions: Mapping[int, Prediction]  # count -> prediction on this type
+
+    @property
+    def count(self) -> int:
+        return sum(d for _, d in self.shares)
+
+
+@dataclass(frozen=True)
+class WaitingJob:
+    id: str
+    job: AcceleratorJob
+    types: tuple[str, ...]  # types it may take here (allowed and predicted)
+
+
+@dataclass(frozen=True)
+class Resize:
+    id: str
+    type: str
+    shares: Shares  # the whole new allocation
+    from_count: int
+    to_count: int
+    reason: str
+    predicted_gain: str
+
+
+def _rate(r: RunningJob, count: int) -> float | None:
+    p = r.predictions.get(count)
+    return None if p is None else p.throughput.value
+
+
+def _joules(r: RunningJob, count: int) -> float | None:
+    p = r.predictions.get(count)
+    return None if p is None else count * p.device_watts.value / p.throughput.value
+
+
+def _meets(r: RunningJob, count: int, restart_s: float) -> bool | None:
+    rate = _rate(r, count)
+    if r.deadline_in_s is None or r.remaining_samples is None or rate is None:
+        return None
+    extra = restart_s if count != r.count else 0.0
+    return r.remaining_samples / rate + extra <= r.deadline_in_s
+
+
+class _Free:
+    """Free devices per node of each type, kept current as resizes are decided."""
+
+    def __init__(self, snapshot: ClusterSnapshot) -> None:
+        self.type = {n.name: n.accelerator.type for n in snapshot.nodes}
+        self.nodes = {n.name: n for n in snapshot.nodes}
+        self.free = {n.name: devices_free(n) for n in snapshot.nodes if n.usable}
+
+    def eligible(self, job: AcceleratorJob, type_id: str) -> list[str]:
+        need, mib = worker_need(job), min_memory_mib(job)
+        # A full node still counts: devices freed on it by a shrink are usable there.
+        fits = (None, "no free device", "busy")
+        return [
+            name
+            for name in self.free
+            if self.type[name] == type_id and why_not(self.nodes[name], type_id, need, mib) in fits
+        ]
+
+    def total(self, names: Sequence[str]) -> int:
+        return sum(self.free[n] for n in names)
+
+    def take(self, names: Sequence[str], count: int) -> Shares | None:
+        """Fewest nodes first: the fullest that still has room."""
+        out: list[tuple[str, int]] = []
+        for name in sorted(names, key=lambda n: (-self.free[n], n)):
+            if count == 0:
+                break
+            got = min(self.free[name], count)
+            if got > 0:
+                out.append((name, got))
+                count -= got
+        if count:
+            return None
+        for name, got in out:
+            self.free[name] -= got
+        return tuple(out)
+
+    def give(self, shares: Shares) -> None:
+        for name, got in shares:
+            if name in self.free:
+                self.free[name] += got
+
+
+def _grown(r: RunningJob, extra: Shares) -> Shares:
+    return r.shares + extra  # new workers join; running ones keep their devices
+
+
+def _shrunk(r: RunningJob, to: int) -> tuple[Shares, Shares] | None:
+    """Drop whole workers, last first, while the count stays >= `to`; (kept, released)."""
+    kept = list(r.shares)
+    released: list[tuple[str, int]] = []
+    while kept and sum(d for _, d in kept) - kept[-1][1] >= to:
+        released.append(kept.pop())
+    return (tuple(kept), tuple(released)) if released else None
+
+
+def rebalance(
+    snapshot: ClusterSnapshot,
+    running: Sequence[RunningJob],
+    waiting: Sequence[WaitingJob],
+    now_s: float,
+    settings: Settings = Settings(),
+) -> list[Resize]:
+    free = _Free(snapshot)
+    resizes: list[Resize] = []
+    touched: set[str] = set()
+
+    def movable(r: RunningJob) -> bool:
+        return (
+            r.job.elastic
+            and r.id not in touched
+            and now_s - r.last_resize_s >= settings.min_interval_s
+            and len(resizes) < settings.max_resizes
+        )
+
+    # 1. shrink to admit waiting jobs
+    for w in sorted(waiting, key=lambda w: -w.job.priority):
+        need = w.job.accelerators.count.min
+        for type_id in w.types:
+            names = free.eligible(w.job, type_id)
+            if free.total(names) >= need:
+                break  # it fits without anyone shrinking
+            plan: list[tuple[float, RunningJob, Shares, Shares]] = []
+            for r in running:
+                if r.type != type_id or not movable(r) or r.job.priority > w.job.priority:
+                    continue
+                cut = _shrunk(r, r.job.accelerators.count.min)
+                rate, low = _rate(r, r.count), None
+                if cut is not None:
+                    low = _rate(r, sum(d for _, d in cut[0]))
+                if cut is None or rate is None or low is None:
+                    continue
+                freed = sum(d for _, d in cut[1])
+                plan.append(((rate - low) / rate / freed, r, cut[0], cut[1]))
+            chosen, gained = [], free.total(names)
+            for loss, r, kept, released in sorted(plan, key=lambda p: (p[0], p[1].id)):
+                if gained >= need or len(resizes) + len(chosen) >= settings.max_resizes:
+                    break
+                chosen.append((loss, r, kept, released))
+                gained += sum(d for n, d in released if n in names)
+            if gained < need:
+                continue  # shrinking cannot admit it: nobody is disturbed
+            for loss, r, kept, released in chosen:
+                free.give(released)
+                touched.add(r.id)
+                to = sum(d for _, d in kept)
+                resizes.append(
+                    Resize(r.id, r.type, kept, r.count, to, f"admit {w.id}",
+                           f"-{loss * (r.count - to):.0%} throughput for {w.id} to start")
+                )  # fmt: skip
+            break
+
+    # 2. grow to meet deadlines, most urgent first; 3. grow into idle devices
+    def urgency(r: RunningJob) -> float:
+        return r.deadline_in_s if r.deadline_in_s is not None else math.inf
+
+    for r in sorted(running, key=lambda r: (urgency(r), r.id)):
+        if not movable(r):
+            continue
+        rate = _rate(r, r.count)
+        if rate is None:
+            continue
+        names = free.eligible(r.job, r.type)
+        room = free.total(names)
+        top = min(r.job.accelerators.count.max, r.count + room)
+        target, reason = None, ""
+        if _meets(r, r.count, 0.0) is False:
+            for c in range(r.count + 1, top + 1):
+                if _meets(r, c, settings.restart_s):
+                    target, reason = c, "meet the deadline"
+                    break
+        if target is None:
+            target, reason = _idle_growth(r, rate, top, settings)
+        if target is None or target <= r.count:
+            continue
+        extra = free.take(names, target - r.count)
+        if extra is None:
+            continue
+        new_rate = _rate(r, target) or rate
+        gain = f"+{new_rate / rate - 1:.0%} throughput"
+        touched.add(r.id)
+        resizes.append(Resize(r.id, r.type, _grown(r, extra), r.count, target, reason, gain))
+    return resizes
+
+
+def _idle_growth(
+    r: RunningJob, rate: float, top: int, settings: Settings
+) -> tuple[int | None, str]:
+    """The largest count up to `top` whose gain beats hysteresis and the restart, within the
+    energy bound for energy jobs."""
+    joules = _joules(r, r.count)
+    best = None
+    for c in range(r.count + 1, top + 1):
+        new_rate, new_joules = _rate(r, c), _joules(r, c)
+        if new_rate is None or new_joules is None or joules is None:
+            continue
+        if new_rate / rate - 1 < settings.min_gain:
+            continue
+        if r.remaining_samples is not None:
+            saved = r.remaining_samples / rate - r.remaining_samples / new_rate
+            if saved <= settings.restart_s:
+                continue
+        if (
+            r.job.objective.kind is ObjectiveKind.ENERGY
+            and new_joules > joules * settings.energy_bound
+        ):
+            continue
+        best = c
+    return best, "use idle devices"

@@ -1,0 +1,204 @@
+"""The elastic policy, pure: what a period of rebalancing may and may not do."""
+
+from __future__ import annotations
+
+import copy
+from collections import Counter
+from typing import Any
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from berth.core.job import AcceleratorJob, parse_job
+from berth.core.provenance import measured
+from berth.core.snapshot import build_snapshot
+from berth.placement.elastic import RunningJob, Settings, WaitingJob, rebalance
+from berth.placement.plan import Prediction
+from tests.conftest import load_example
+
+GPUS_PER_NODE = 8
+POLICY = Settings()
+
+
+def node(name: str) -> dict[str, Any]:
+    return {
+        "metadata": {"name": name, "labels": {"nvidia.com/gpu.product": "NVIDIA-A100-SXM4-80GB"}},
+        "status": {
+            "allocatable": {"nvidia.com/gpu": str(GPUS_PER_NODE), "cpu": "64", "memory": "512Gi"},
+            "conditions": [{"type": "Ready", "status": "True"}],
+        },
+    }
+
+
+def pod(node_name: str, gpus: int) -> dict[str, Any]:
+    requests = {"nvidia.com/gpu": str(gpus)}
+    return {"spec": {"nodeName": node_name, "containers": [{"resources": {"requests": requests}}]}}
+
+
+def job(
+    low: int, high: int, elastic: bool = True, priority: int = 0, **spec: Any
+) -> AcceleratorJob:
+    doc = copy.deepcopy(load_example("elastic-resnet50-training.yaml"))
+    doc["spec"]["accelerators"] = {"types": ["a100"], "count": {"min": low, "max": high}}
+    doc["spec"]["elastic"] = elastic and low < high
+    doc["spec"]["priority"] = priority
+    doc["spec"].pop("deadline", None)
+    doc["spec"]["workload"].pop("memoryPerReplica", None)
+    doc["spec"]["template"]["spec"].pop("volumes", None)
+    for c in doc["spec"]["template"]["spec"]["containers"]:
+        c.pop("resources", None)
+    doc["spec"] |= spec
+    return parse_job(doc)
+
+
+def predictions(high: int, scaling: float) -> dict[int, Prediction]:
+    """Throughput growing with `scaling` per device (1.0: linear), 300 W per device."""
+    return {
+        c: Prediction(measured(100.0 * c**scaling, "samples/s", "t"), measured(300.0, "W", "t"))
+        for c in range(1, high + 1)
+    }
+
+
+def running(
+    id: str, shares: tuple[tuple[str, int], ...], j: AcceleratorJob, **kw: Any
+) -> RunningJob:
+    high = j.accelerators.count.max
+    fields: dict[str, Any] = {
+        "remaining_samples": 1e7,
+        "deadline_in_s": None,
+        "last_resize_s": -1e9,
+        "predictions": predictions(high, 0.9),
+    } | kw
+    return RunningJob(id, j, "a100", shares, **fields)
+
+
+def test_a_waiting_job_is_admitted_by_shrinking_the_cheapest_elastic_job() -> None:
+    snap = build_snapshot([node("n0")], [pod("n0", 4), pod("n0", 4)])
+    linear = running("linear", (("n0", 2), ("n0", 2)), job(2, 4), predictions=predictions(4, 1.0))
+    flat = running("flat", (("n0", 2), ("n0", 2)), job(2, 4), predictions=predictions(4, 0.3))
+    resizes = rebalance(snap, [linear, flat], [WaitingJob("new", job(2, 2), ("a100",))], 0.0)
+    assert [(r.id, r.from_count, r.to_count) for r in resizes] == [("flat", 4, 2)]
+    assert resizes[0].reason == "admit new"
+
+
+def test_nobody_shrinks_when_it_would_not_admit_the_waiting_job() -> None:
+    snap = build_snapshot([node("n0")], [pod("n0", 8)])
+    r = running("r", (("n0", 4), ("n0", 4)), job(4, 8))
+    assert rebalance(snap, [r], [WaitingJob("big", job(8, 8), ("a100",))], 0.0) == []
+
+
+def test_a_higher_priority_job_is_never_shrunk_for_a_lower_one() -> None:
+    snap = build_snapshot([node("n0")], [pod("n0", 8)])
+    r = running("vip", (("n0", 4), ("n0", 4)), job(4, 8, priority=10))
+    assert rebalance(snap, [r], [WaitingJob("w", job(4, 4), ("a100",))], 0.0) == []
+
+
+def test_a_job_that_would_miss_its_deadline_grows_to_the_least_count_that_meets_it() -> None:
+    snap = build_snapshot([node("n0"), node("n1")], [pod("n0", 2)])
+    # 1e7 samples; at 2 devices 100 * 2**0.9 = 187 samples/s: 53,500 s; 8 h = 28,800 s.
+    r = running("late", (("n0", 2),), job(1, 8), deadline_in_s=8 * 3600.0)
+    (resize,) = rebalance(snap, [r], [], 0.0)
+    rates = predictions(8, 0.9)
+    least = next(c for c in range(3, 9) if 1e7 / rates[c].throughput.value + 60 <= 8 * 3600)
+    assert (resize.to_count, resize.reason) == (least, "meet the deadline")
+
+
+def test_an_energy_job_does_not_grow_when_joules_per_sample_would_rise_past_the_bound() -> None:
+    snap = build_snapshot([node("n0")], [pod("n0", 2)])
+    r = running("e", (("n0", 2),), job(1, 8), predictions=predictions(8, 0.5))
+    assert rebalance(snap, [r], [], 0.0) == []
+
+
+def test_a_time_job_grows_into_idle_devices() -> None:
+    snap = build_snapshot([node("n0")], [pod("n0", 2)])
+    r = running("t", (("n0", 2),), job(1, 8, objective={"type": "time"}))
+    (resize,) = rebalance(snap, [r], [], 0.0)
+    assert (resize.to_count, resize.reason) == (8, "use idle devices")
+
+
+def test_a_job_resized_within_the_minimum_interval_is_left_alone() -> None:
+    snap = build_snapshot([node("n0")], [pod("n0", 2)])
+    r = running("t", (("n0", 2),), job(1, 8, objective={"type": "time"}), last_resize_s=-10.0)
+    assert rebalance(snap, [r], [], 0.0) == []
+
+
+# --- properties ---------------------------------------------------------------------------
+
+
+@st.composite
+def worlds(draw: st.DrawFn) -> tuple[Any, list[RunningJob], list[WaitingJob], float]:
+    n_nodes = draw(st.integers(1, 4))
+    names = [f"n{i}" for i in range(n_nodes)]
+    free = dict.fromkeys(names, GPUS_PER_NODE)
+    jobs: list[RunningJob] = []
+    pods = []
+    for i in range(draw(st.integers(0, 6))):
+        low = draw(st.integers(1, 4))
+        high = draw(st.integers(low, 12))
+        count = draw(st.integers(low, high))
+        worker = draw(st.integers(1, 4))  # devices per worker
+        shares: list[tuple[str, int]] = []
+        for name in names:
+            while (left := count - sum(d for _, d in shares)) and free[name]:
+                take = min(free[name], left, worker)
+                shares.append((name, take))
+                free[name] -= take
+        if sum(d for _, d in shares) != count:
+            continue  # did not fit
+        pods += [pod(n, d) for n, d in shares]
+        deadline = draw(st.none() | st.floats(600, 1e6))
+        kind = draw(st.sampled_from(["energy", "time", "balanced"]))
+        j = job(low, high, elastic=draw(st.booleans()), objective={"type": kind})
+        jobs.append(
+            running(
+                f"r{i}",
+                tuple(shares),
+                j,
+                deadline_in_s=deadline,
+                last_resize_s=draw(st.floats(-5000, 0)),
+                predictions=predictions(high, draw(st.floats(0.2, 1.0))),
+            )
+        )
+    waiting = [
+        WaitingJob(f"w{i}", job(m, m, priority=draw(st.integers(0, 2))), ("a100",))
+        for i, m in enumerate(draw(st.lists(st.integers(1, 8), max_size=3)))
+    ]
+    snap = build_snapshot([node(n) for n in names], pods)
+    return snap, jobs, waiting, 0.0
+
+
+@settings(max_examples=150, deadline=None)
+@given(worlds())
+def test_resizes_stay_within_each_jobs_count_range(world: Any) -> None:
+    snap, jobs, waiting, now = world
+    by_id = {r.id: r for r in jobs}
+    for resize in rebalance(snap, jobs, waiting, now):
+        count = by_id[resize.id].job.accelerators.count
+        assert count.min <= resize.to_count <= count.max
+        assert sum(d for _, d in resize.shares) == resize.to_count
+        assert by_id[resize.id].job.elastic
+
+
+@settings(max_examples=150, deadline=None)
+@given(worlds())
+def test_resizes_never_overcommit_a_node(world: Any) -> None:
+    snap, jobs, waiting, now = world
+    allocation = {r.id: r.shares for r in jobs}
+    for resize in rebalance(snap, jobs, waiting, now):
+        allocation[resize.id] = resize.shares
+    used: Counter[str] = Counter()
+    for shares in allocation.values():
+        for name, devices in shares:
+            used[name] += devices
+    assert all(used[n.name] <= n.allocatable.gpus for n in snap.nodes)
+
+
+@settings(max_examples=150, deadline=None)
+@given(worlds())
+def test_no_job_is_resized_twice_or_within_the_minimum_interval(world: Any) -> None:
+    snap, jobs, waiting, now = world
+    by_id = {r.id: r for r in jobs}
+    resizes = rebalance(snap, jobs, waiting, now)
+    ids = [r.id for r in resizes]
+    assert len(ids) == len(set(ids)) and len(ids) <= POLICY.max_resizes
+    assert all(now - by_id[i].last_resize_s >= POLICY.min_interval_s for i in ids)
