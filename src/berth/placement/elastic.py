@@ -188,7 +188,8 @@ def rebalance(
                     continue
                 freed = sum(d for _, d in cut[1])
                 plan.append(((rate - low) / rate / freed, r, cut[0], cut[1]))
-            chosen, gained = [], free.total(names)
+            chosen: list[tuple[float, RunningJob, Shares, Shares]] = []
+            gained = free.total(names)
             for loss, r, kept, released in sorted(plan, key=lambda p: (p[0], p[1].id)):
                 if gained >= need or len(resizes) + len(chosen) >= settings.max_resizes:
                     break
