@@ -92,6 +92,7 @@ def predict(
     ask: Ask | None,
     spec_transfer: SpecTransfer,
     roofline: Roofline,
+    skipped: str = "no recommender configured",  # why, when `ask` is None
 ) -> Predicted:
     predictions: dict[Key, Prediction] = {}
     sources: dict[Key, str] = {}
@@ -101,7 +102,7 @@ def predict(
     if w.model is not None and w.batch_size is not None and gpu_rows:
         answered = False
         if ask is None:
-            degraded = "no recommender configured"
+            degraded = skipped
         else:
             body = {
                 "model": w.model,

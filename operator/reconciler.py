@@ -212,9 +212,12 @@ class Reconciler:
                 self.parsed[key] = exc
         return self.parsed[key]
 
-    def _ask(self) -> predictions.Ask | None:
-        if self.ask is None or time.monotonic() < self.breaker_until:
-            return None
+    def _ask(self) -> tuple[predictions.Ask | None, str]:
+        """The recommender call, breaker-guarded, or None and the reason it is not asked."""
+        if self.ask is None:
+            return None, "no recommender configured"
+        if time.monotonic() < self.breaker_until:
+            return None, f"recommender skipped for {BREAKER_S:g} s after: {self.breaker_reason}"
         ask = self.ask
 
         def guarded(job: dict[str, Any], rows: list[dict[str, Any]]) -> dict[str, Any]:
@@ -225,7 +228,7 @@ class Reconciler:
                 self.breaker_reason = str(exc)
                 raise
 
-        return guarded
+        return guarded, ""
 
     def _due(self, job: Mapping[str, Any], epoch: int) -> bool:
         """False while nothing has freed capacity or changed the spec since it last did not
@@ -251,11 +254,9 @@ class Reconciler:
             return None
 
         rows = predictions.candidates(parsed, snapshot)
-        ask = self._ask()
-        got = predictions.predict(parsed, rows, ask, self.spec_transfer, self.roofline)
+        ask, skipped = self._ask()
+        got = predictions.predict(parsed, rows, ask, self.spec_transfer, self.roofline, skipped)
         degraded = got.degraded
-        if ask is None and self.ask is not None and degraded == "no recommender configured":
-            degraded = f"recommender skipped for {BREAKER_S:g} s after: {self.breaker_reason}"
         plan = decide(snapshot, parsed, got.predictions, now)
         chosen = plan.chosen
         if chosen is None:
