@@ -24,7 +24,6 @@ from berth.core.snapshot import build_snapshot
 from berth.recommender import tables
 from berth.recommender.model import load as load_model
 from berth.simulate import CLUSTERS
-from berth.simulator.engine import simulate
 from berth.simulator.run import (
     BASELINE,
     POLICIES,
@@ -32,6 +31,7 @@ from berth.simulator.run import (
     model_predictions,
     oracle_predictions,
     prepare,
+    run_policy,
 )
 from berth.simulator.traces import TraceJob, load_itp
 from berth.simulator.truth import GroundTruth
@@ -89,9 +89,8 @@ def main() -> int:
     walls: dict[str, float] = {}
     names = args.policies.split(",")
     for name in sorted(names, key=lambda n: n != BASELINE):  # the baseline first, for ratios
-        policy, oracle = POLICIES[name]
         began = time.perf_counter()
-        run = simulate(work.jobs, nodes, policy, work.offers, told[oracle])
+        run = run_policy(name, work, nodes, told)
         walls[name] = time.perf_counter() - began
         ratio = f"{walls[name] / walls[BASELINE]:.2f}x" if BASELINE in walls else "-"
         per_decision = run.decisions / run.decision_seconds if run.decision_seconds else 0

@@ -78,7 +78,7 @@ def test_a_waiting_job_is_admitted_by_shrinking_the_cheapest_elastic_job() -> No
     flat = running("flat", (("n0", 2), ("n0", 2)), job(2, 4), predictions=predictions(4, 0.3))
     resizes = rebalance(snap, [linear, flat], [WaitingJob("new", job(2, 2), ("a100",))], 0.0)
     assert [(r.id, r.from_count, r.to_count) for r in resizes] == [("flat", 4, 2)]
-    assert resizes[0].reason == "admit new"
+    assert resizes[0].reason == "make room for new"
 
 
 def test_nobody_shrinks_when_it_would_not_admit_the_waiting_job() -> None:
@@ -101,6 +101,27 @@ def test_a_job_that_would_miss_its_deadline_grows_to_the_least_count_that_meets_
     rates = predictions(8, 0.9)
     least = next(c for c in range(3, 9) if 1e7 / rates[c].throughput.value + 60 <= 8 * 3600)
     assert (resize.to_count, resize.reason) == (least, "meet the deadline")
+
+
+def test_a_shrink_to_admit_never_costs_a_job_a_deadline_it_would_meet() -> None:
+    snap = build_snapshot([node("n0")], [pod("n0", 4), pod("n0", 4)])
+    # At 4 devices 1e7 samples take 28,700 s; at 2 they would take 53,500 s.
+    due = running("due", (("n0", 2), ("n0", 2)), job(2, 4), deadline_in_s=30_000.0)
+    free = running("free", (("n0", 2), ("n0", 2)), job(2, 4), predictions=predictions(4, 1.0))
+    resizes = rebalance(snap, [due, free], [WaitingJob("new", job(2, 2), ("a100",))], 0.0)
+    assert [(r.id, r.to_count) for r in resizes] == [("free", 2)]
+
+
+def test_a_job_that_would_miss_its_deadline_takes_devices_from_a_job_without_one() -> None:
+    snap = build_snapshot([node("n0")], [pod("n0", 2), pod("n0", 6)])
+    late = running("late", (("n0", 2),), job(1, 8), deadline_in_s=8 * 3600.0)
+    spare = running("spare", (("n0", 2), ("n0", 2), ("n0", 2)), job(2, 6))
+    resizes = rebalance(snap, [late, spare], [], 0.0)
+    assert [(r.id, r.reason) for r in resizes] == [
+        ("spare", "make room for late"),
+        ("late", "meet the deadline"),
+    ]
+    assert resizes[0].to_count >= 2 and resizes[1].to_count > 2
 
 
 def test_an_energy_job_does_not_grow_when_joules_per_sample_would_rise_past_the_bound() -> None:

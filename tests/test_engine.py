@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import timedelta
+from itertools import pairwise
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -12,9 +13,10 @@ from hypothesis import strategies as st
 from berth.core.job import parse_job
 from berth.core.provenance import measured
 from berth.core.snapshot import NodeState, build_snapshot
+from berth.placement.elastic import Settings
 from berth.placement.kube_default import kube_default
 from berth.placement.plan import Prediction, decide
-from berth.simulator.engine import EPOCH, Policy, Run, SimJob, Truth, simulate
+from berth.simulator.engine import EPOCH, Elasticity, Policy, Run, SimJob, Truth, simulate
 from berth.simulator.traces import TraceJob, as_manifest
 from tests.test_placement import A100
 from tests.test_snapshot import node
@@ -22,9 +24,16 @@ from tests.test_snapshot import node
 RATE = 100.0  # samples/s per device, in every test
 
 
-def sim_job(name: str, at: float, gpus: int, samples: int, deadline: float | None = None) -> SimJob:
+def sim_job(
+    name: str,
+    at: float,
+    gpus: int,
+    samples: int,
+    deadline: float | None = None,
+    up_to: int | None = None,
+) -> SimJob:
     trace = TraceJob(name, at, gpus, 0, "resnet50", samples, 1, deadline)
-    job = parse_job(as_manifest(trace, EPOCH + timedelta(seconds=at)))
+    job = parse_job(as_manifest(trace, EPOCH + timedelta(seconds=at), up_to=up_to))
     return SimJob(job.name, at, job, samples, deadline)
 
 
@@ -46,8 +55,28 @@ def a100_nodes(*gpus: int, idle: float = 100.0) -> list[NodeState]:
     return list(build_snapshot(docs, []).nodes)
 
 
-def run(jobs: list[SimJob], nodes: list[NodeState], policy: Policy = kube_default) -> Run:
-    return simulate(jobs, nodes, policy, offers(jobs), told)
+def run(
+    jobs: list[SimJob],
+    nodes: list[NodeState],
+    policy: Policy = kube_default,
+    elasticity: Elasticity | None = None,
+) -> Run:
+    return simulate(jobs, nodes, policy, offers(jobs), told, None, elasticity)
+
+
+ELASTIC = Elasticity(Settings(), lambda job: 60.0)
+
+
+def busy_at(r: Run, t: float) -> dict[str, int]:
+    """Devices held per node at time t, from every job's allocations."""
+    used: dict[str, int] = {}
+    for x in r.ran:
+        spans = [*x.allocations, (x.end_s, ())]
+        for (since, shares), (until, _) in pairwise(spans):
+            if since <= t < until:
+                for name, devices in shares:
+                    used[name] = used.get(name, 0) + devices
+    return used
 
 
 def spans(r: Run) -> dict[str, tuple[float, float]]:
@@ -92,6 +121,28 @@ def test_a_deadline_is_met_when_the_job_ends_by_it() -> None:
     assert met == {"t-on-time": True, "t-late": False}
 
 
+def test_an_elastic_job_grows_into_devices_another_job_frees_and_pays_its_restart() -> None:
+    # Both start on 4 of 8 devices; at 4 the long job would miss its deadline.
+    jobs = [
+        sim_job("short", 0, 4, 4 * 100 * 600),
+        sim_job("long", 0, 4, 8 * 100 * 20_000, deadline=25_000, up_to=8),
+    ]
+    r = run(jobs, a100_nodes(8), decide, ELASTIC)
+    long = next(x for x in r.ran if x.job == "t-long")
+    assert long.count == 4 and long.resizes >= 1
+    assert long.allocations[1][0] >= 600  # once the short job has freed its devices
+    assert long.restart_s == 60.0 * long.resizes
+    assert long.met_deadline
+    rigid = run(jobs, a100_nodes(8), decide)
+    assert not next(x for x in rigid.ran if x.job == "t-long").met_deadline
+
+
+def test_a_rigid_job_is_never_resized() -> None:
+    jobs = [sim_job("short", 0, 4, 4 * 100 * 600), sim_job("rigid", 0, 4, 4 * 100 * 20_000)]
+    r = run(jobs, a100_nodes(8), decide, ELASTIC)
+    assert all(x.resizes == 0 for x in r.ran)
+
+
 @st.composite
 def traces(draw: st.DrawFn) -> tuple[list[SimJob], list[int]]:
     sizes = draw(st.lists(st.sampled_from([1, 2, 4, 8]), min_size=1, max_size=4))
@@ -133,6 +184,23 @@ def test_every_job_runs_once_and_no_device_is_ever_over_committed(
         assert all(used[name] <= capacity[name] for name in capacity)
     by_id = {j.id: j for j in jobs}
     assert all(1 <= x.count <= by_id[x.job].job.accelerators.count.max for x in r.ran)
+
+
+@settings(max_examples=40, deadline=None)
+@given(traces())
+def test_resizes_keep_every_job_in_its_range_and_never_over_commit_a_node(
+    trace: tuple[list[SimJob], list[int]],
+) -> None:
+    jobs, sizes = trace
+    jobs = [sim_job(j.id[2:], j.submitted_s, 1, j.samples, j.deadline_s, up_to=8) for j in jobs]
+    nodes = a100_nodes(*sizes)
+    r = run(jobs, nodes, decide, ELASTIC)
+    assert sorted(x.job for x in r.ran) == sorted(j.id for j in jobs)
+    capacity = {n.name: n.allocatable.gpus for n in nodes}
+    for t in sorted({since for x in r.ran for since, _ in x.allocations}):
+        assert all(used <= capacity[name] for name, used in busy_at(r, t).items())
+    for x in r.ran:
+        assert all(1 <= sum(d for _, d in shares) <= 8 for _, shares in x.allocations)
 
 
 def test_the_same_inputs_give_the_same_run() -> None:

@@ -103,6 +103,14 @@ def test_when_no_placement_meets_the_deadline_the_fastest_runs_and_the_plan_says
     assert p.note is not None and "no placement meets the deadline" in p.note
 
 
+def test_an_elastic_job_late_whatever_it_gets_takes_its_objective_not_the_most_devices() -> None:
+    nodes = [node("a", product=A100)]
+    preds = {("a100", 1): pred(20, 300), ("a100", 4): pred(50, 300)}
+    p = plan(nodes, job(["a100"], (1, 4), deadline="1h", elastic=True), preds)
+    assert p.chosen is not None and (p.chosen.count, p.chosen.meets_deadline) == (1, False)
+    assert p.note is not None and "no placement meets the deadline now" in p.note
+
+
 def test_a_gang_takes_the_fewest_nodes() -> None:
     nodes = [node("n8", product=A100), node("n4", product=A100), node("n2", product=A100)]
     used = [

@@ -34,6 +34,17 @@ def test_simulate_writes_every_policy_to_the_report_and_the_plot(
     assert "kube-default" in out and "1.00x" in out and "MODELLED" in out
 
 
+def test_only_the_elastic_policies_resize_and_each_resize_pays_the_restart_given(
+    tmp_path: Path,
+) -> None:
+    assert simulate(tmp_path, "--policies", "berth,berth-rigid", "--restart-s", "30,gpt2=90") == 0
+    report = json.loads((tmp_path / "r.json").read_text())
+    elastic, rigid = report["policies"]["berth"], report["policies"]["berth-rigid"]
+    assert elastic["resizes"] > 0 and rigid["resizes"] == rigid["restart_overhead_s"] == 0
+    assert 30 * elastic["resizes"] <= elastic["restart_overhead_s"] <= 90 * elastic["resizes"]
+    assert report["restart_s"] == {"default": 30, "gpt2": 90}
+
+
 def test_simulate_runs_the_chosen_policies_on_a_window_of_the_trace(tmp_path: Path) -> None:
     assert simulate(tmp_path, "--policies", "berth,kube-default", "--window", "0:6") == 0
     report = json.loads((tmp_path / "r.json").read_text())
@@ -50,6 +61,8 @@ def test_simulate_runs_the_chosen_policies_on_a_window_of_the_trace(tmp_path: Pa
         (["--window", "6:1"], "want 0 <= START < END"),
         (["--jobs", "0"], "--jobs must be at least 1"),
         (["--cluster", "nowhere"], "no such file or bundled cluster"),
+        (["--restart-s", "60,gpt2=soon"], "'soon' is not seconds"),
+        (["--restart-s", "-5"], "-5 is negative"),
     ],
 )
 def test_simulate_refuses_bad_options_with_a_reason(

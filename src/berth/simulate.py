@@ -21,17 +21,19 @@ from berth.placement.fallback import SpecTransfer
 from berth.recommender import tables
 from berth.recommender.model import ModelError
 from berth.recommender.model import load as load_model
-from berth.simulator.engine import simulate
 from berth.simulator.report import metrics, plot, table
 from berth.simulator.run import (
     BASELINE,
     POLICIES,
+    RESTART_S,
     Predictor,
     assign_workloads,
     cluster_variants,
     model_predictions,
     oracle_predictions,
+    parse_restart,
     prepare,
+    run_policy,
 )
 from berth.simulator.traces import TraceError, TraceJob, load_itp, load_philly
 from berth.simulator.truth import GroundTruth
@@ -55,6 +57,9 @@ def add_parser(commands: Any) -> None:
                    help="a bundled cluster (mixed-64, small) or a cluster YAML file")  # fmt: skip
     p.add_argument("--policies", default=",".join(POLICIES),
                    help=f"comma-separated, from {', '.join(POLICIES)}")  # fmt: skip
+    p.add_argument("--restart-s", default=str(RESTART_S), metavar="SECONDS[,FAMILY=SECONDS]",
+                   help="modelled cost of one resize (checkpoint + restart) for elastic "
+                   f"policies, e.g. 60,gpt2=120 (default: {RESTART_S:g})")  # fmt: skip
     p.add_argument("--seed", type=int, default=0, help="seeds the workloads given to Philly jobs")
     p.add_argument("--jobs", type=int, default=None, help="keep the first N jobs of the window")
     p.add_argument("--window", default=None, metavar="START:END",
@@ -95,6 +100,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         unknown = [p for p in names if p not in POLICIES]
         if unknown or not names:
             raise ValueError(f"--policies: unknown {unknown}; choose from {', '.join(POLICIES)}")
+        restart = parse_restart(args.restart_s)
         cluster_path = _cluster_file(args.cluster)
         cluster = parse_cluster(yaml.safe_load(cluster_path.read_text()))
         records, power = tables.read()
@@ -145,10 +151,9 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     results: dict[str, dict[str, Any]] = {}
     timelines = {}
     for name in names:
-        policy, oracle = POLICIES[name]
         began = time.perf_counter()
         bar = progress.bar(name, len(work.jobs), "jobs", args.quiet)
-        run = simulate(work.jobs, nodes, policy, work.offers, told[oracle], bar)
+        run = run_policy(name, work, nodes, told, restart, bar)
         results[name] = metrics(run, gpus) | {"wall_s": time.perf_counter() - began}
         timelines[name] = run.busy_timeline
 
@@ -162,6 +167,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         "policies": results,
         "excluded_jobs": dict(work.excluded),
         "types_not_offered": dict(sorted(work.types_not_offered.items())),
+        "restart_s": {"default": restart[0], **restart[1]},
         "modelled": {
             "device_power": sorted(f"{f} on {t}" for f, t in work.modelled_power),
             "node_idle_power": f"declared in the cluster description {cluster_path.name}",
@@ -194,6 +200,23 @@ def _notes(report: dict[str, Any]) -> str:
         f"Node idle power is MODELLED: {report['modelled']['node_idle_power']}; empty nodes "
         "count as powered off.",
     ]
+    restart = report["restart_s"]
+    families = ", ".join(f"{k} {v:g} s" for k, v in restart.items() if k != "default")
+    lines.append(
+        f"A resize costs a MODELLED {restart['default']:g} s of checkpoint and restart"
+        + (f" ({families})" if families else "")
+        + "; berth and berth-oracle resize elastic jobs every 300 s, berth-rigid never does."
+    )
+    policies = report["policies"]
+    met = {n: m.get("deadlines_met", 0) for n, m in policies.items()}
+    if "berth" in met:
+        ratios = [
+            f"{met['berth'] / met[other]:.2f}x {other}" if met[other] else f"{other}: none met"
+            for other in ("berth-rigid", report["baseline"])
+            if other in met
+        ]
+        if ratios:
+            lines.append(f"Deadlines met by berth: {met['berth']}, " + ", ".join(ratios) + ".")
     if report["excluded_jobs"]:
         out = "; ".join(f"{n} ({why})" for why, n in sorted(report["excluded_jobs"].items()))
         lines.append(f"Jobs left out of every policy: {out}.")

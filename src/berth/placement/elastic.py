@@ -4,10 +4,12 @@ Three moves, in this order, each within the job's count range and only on its ow
 
 1. shrink to admit: a waiting job that fits nowhere frees devices of a type it allows by
    shrinking elastic jobs of that type towards their min, lowest marginal loss first (the
-   fraction of throughput a job loses per device it gives up), and only when the shrinks free
-   enough for the waiting job's min;
+   fraction of throughput a job loses per device it gives up), never below what a job needs to
+   meet a deadline it would meet, and only when the shrinks free enough for the waiting job's
+   min;
 2. grow to meet a deadline: a job that will miss its deadline at its count grows to the
-   least count predicted to meet it, from free devices;
+   least count predicted to meet it, from free devices and, when those are too few, from
+   shrinking others as in 1;
 3. grow while devices would idle: under an energy objective only while joules per sample stay
    within `energy_bound` of the current; under time or balanced while the gain in throughput
    beats the restart it costs.
@@ -50,8 +52,9 @@ class RunningJob:
     shares: Shares
     remaining_samples: float | None
     deadline_in_s: float | None  # seconds left to the deadline; None without one
-    last_resize_s: float  # when it started or was last resized (simulation or wall clock)
+    last_resize_s: float  # when it was last resized (-inf: never; placement is not a resize)
     predictions: Mapping[int, Prediction]  # count -> prediction on this type
+    restart_s: float | None = None  # this job's resize cost; None: the settings' default
 
     @property
     def count(self) -> int:
@@ -84,6 +87,10 @@ def _rate(r: RunningJob, count: int) -> float | None:
 def _joules(r: RunningJob, count: int) -> float | None:
     p = r.predictions.get(count)
     return None if p is None else count * p.device_watts.value / p.throughput.value
+
+
+def _restart(r: RunningJob, settings: Settings) -> float:
+    return settings.restart_s if r.restart_s is None else r.restart_s
 
 
 def _meets(r: RunningJob, count: int, restart_s: float) -> bool | None:
@@ -137,6 +144,15 @@ class _Free:
                 self.free[name] += got
 
 
+def _floor(r: RunningJob, settings: Settings) -> int:
+    """The least count a shrink may leave: the job's min, or the least that still meets a
+    deadline it would meet now (admitting one job never costs another its deadline)."""
+    low = r.job.accelerators.count.min
+    if _meets(r, r.count, 0.0):
+        low = next((c for c in range(low, r.count) if _meets(r, c, _restart(r, settings))), r.count)
+    return low
+
+
 def _grown(r: RunningJob, extra: Shares) -> Shares:
     return r.shares + extra  # new workers join; running ones keep their devices
 
@@ -169,45 +185,52 @@ def rebalance(
             and len(resizes) < settings.max_resizes
         )
 
+    def donors(type_id: str, names: Sequence[str], need: int, priority: int, skip: str) -> bool:
+        """Shrink elastic jobs of `type_id` (never of higher priority) until `need` devices are
+        free on `names`, lowest marginal loss first; False, and nobody disturbed, if they
+        cannot."""
+        offers: list[tuple[float, RunningJob, Shares, Shares]] = []
+        for r in running:
+            if r.type != type_id or r.id == skip or not movable(r) or r.job.priority > priority:
+                continue
+            cut = _shrunk(r, _floor(r, settings))
+            rate, low = _rate(r, r.count), None
+            if cut is not None:
+                low = _rate(r, sum(d for _, d in cut[0]))
+            if cut is None or rate is None or low is None:
+                continue
+            freed = sum(d for n, d in cut[1] if n in names)
+            if freed:
+                offers.append(((rate - low) / rate / freed, r, cut[0], cut[1]))
+        chosen: list[tuple[float, RunningJob, Shares, Shares]] = []
+        gained = free.total(names)
+        for offer in sorted(offers, key=lambda p: (p[0], p[1].id)):
+            if gained >= need or len(resizes) + len(chosen) + 1 >= settings.max_resizes:
+                break
+            chosen.append(offer)
+            gained += sum(d for n, d in offer[3] if n in names)
+        if gained < need:
+            return False
+        for loss, r, kept, released in chosen:
+            free.give(released)
+            touched.add(r.id)
+            to = sum(d for _, d in kept)
+            resizes.append(
+                Resize(r.id, r.type, kept, r.count, to, f"make room for {skip}",
+                       f"-{loss * (r.count - to):.0%} throughput for {skip}")
+            )  # fmt: skip
+        return True
+
     # 1. shrink to admit waiting jobs
     for w in sorted(waiting, key=lambda w: -w.job.priority):
         need = w.job.accelerators.count.min
         for type_id in w.types:
             names = free.eligible(w.job, type_id)
-            if free.total(names) >= need:
-                break  # it fits without anyone shrinking
-            plan: list[tuple[float, RunningJob, Shares, Shares]] = []
-            for r in running:
-                if r.type != type_id or not movable(r) or r.job.priority > w.job.priority:
-                    continue
-                cut = _shrunk(r, r.job.accelerators.count.min)
-                rate, low = _rate(r, r.count), None
-                if cut is not None:
-                    low = _rate(r, sum(d for _, d in cut[0]))
-                if cut is None or rate is None or low is None:
-                    continue
-                freed = sum(d for _, d in cut[1])
-                plan.append(((rate - low) / rate / freed, r, cut[0], cut[1]))
-            chosen: list[tuple[float, RunningJob, Shares, Shares]] = []
-            gained = free.total(names)
-            for loss, r, kept, released in sorted(plan, key=lambda p: (p[0], p[1].id)):
-                if gained >= need or len(resizes) + len(chosen) >= settings.max_resizes:
-                    break
-                chosen.append((loss, r, kept, released))
-                gained += sum(d for n, d in released if n in names)
-            if gained < need:
-                continue  # shrinking cannot admit it: nobody is disturbed
-            for loss, r, kept, released in chosen:
-                free.give(released)
-                touched.add(r.id)
-                to = sum(d for _, d in kept)
-                resizes.append(
-                    Resize(r.id, r.type, kept, r.count, to, f"admit {w.id}",
-                           f"-{loss * (r.count - to):.0%} throughput for {w.id} to start")
-                )  # fmt: skip
-            break
+            if free.total(names) >= need or donors(type_id, names, need, w.job.priority, w.id):
+                break
 
-    # 2. grow to meet deadlines, most urgent first; 3. grow into idle devices
+    # 2. grow to meet deadlines, most urgent first, shrinking others if need be;
+    # 3. grow into idle devices
     def urgency(r: RunningJob) -> float:
         return r.deadline_in_s if r.deadline_in_s is not None else math.inf
 
@@ -218,25 +241,27 @@ def rebalance(
         if rate is None:
             continue
         names = free.eligible(r.job, r.type)
-        room = free.total(names)
-        top = min(r.job.accelerators.count.max, r.count + room)
         target, reason = None, ""
         if _meets(r, r.count, 0.0) is False:
-            for c in range(r.count + 1, top + 1):
-                if _meets(r, c, settings.restart_s):
+            for c in range(r.count + 1, r.job.accelerators.count.max + 1):
+                if _meets(r, c, _restart(r, settings)):
                     target, reason = c, "meet the deadline"
                     break
+            extra = 0 if target is None else target - r.count
+            if extra > free.total(names) and not donors(r.type, names, extra, r.job.priority, r.id):
+                target = None
         if target is None:
+            top = min(r.job.accelerators.count.max, r.count + free.total(names))
             target, reason = _idle_growth(r, rate, top, settings)
-        if target is None or target <= r.count:
+        if target is None or target <= r.count or len(resizes) >= settings.max_resizes:
             continue
-        extra = free.take(names, target - r.count)
-        if extra is None:
+        grown = free.take(names, target - r.count)
+        if grown is None:
             continue
         new_rate = _rate(r, target) or rate
         gain = f"+{new_rate / rate - 1:.0%} throughput"
         touched.add(r.id)
-        resizes.append(Resize(r.id, r.type, _grown(r, extra), r.count, target, reason, gain))
+        resizes.append(Resize(r.id, r.type, _grown(r, grown), r.count, target, reason, gain))
     return resizes
 
 
@@ -255,7 +280,7 @@ def _idle_growth(
             continue
         if r.remaining_samples is not None:
             saved = r.remaining_samples / rate - r.remaining_samples / new_rate
-            if saved <= settings.restart_s:
+            if saved <= _restart(r, settings):
                 continue
         if (
             r.job.objective.kind is ObjectiveKind.ENERGY

@@ -150,7 +150,12 @@ def decide(
 
     note = None
     in_time = [o for o in options if o.meets_deadline is not False]
-    if not in_time:
+    if not in_time and job.elastic:
+        # Late whatever it gets now: it takes what its objective prefers and grows or gives
+        # devices back as the elastic policy decides, rather than the most devices it can.
+        in_time = options
+        note = "no placement meets the deadline now; placed for its objective, elastic"
+    elif not in_time:
         # Running late beats never running: take the fastest, and say so.
         fastest = min(options, key=lambda o: (1 / o.prediction.throughput.value, o.type, o.count))
         in_time = [fastest]

@@ -43,6 +43,9 @@ def metrics(run: Run, gpus: int) -> dict[str, Any]:
         "jobs_with_deadline": len(with_deadline),
         "gpu_utilisation": gpu_seconds / (gpus * makespan) if gpus and makespan else 0.0,
         "avg_gpus_per_job": sum(r.count for r in ran) / len(ran),
+        "resizes": sum(r.resizes for r in ran),
+        "jobs_resized": sum(1 for r in ran if r.resizes),
+        "restart_overhead_s": sum(r.restart_s for r in ran),
         "jobs_on_modelled_power": sum(1 for r in ran if r.watts_modelled),
         "decisions": run.decisions,
         "decisions_per_s": run.decisions / run.decision_seconds if run.decision_seconds else 0.0,
@@ -65,7 +68,8 @@ def table(policies: Mapping[str, Mapping[str, Any]], baseline: str) -> str:
     base = policies.get(baseline, {})
     header = [
         "POLICY", "JOBS", "ENERGY kWh", "vs BASE", "IDLE kWh", "AVG JCT h", "vs BASE",
-        "P99 JCT h", "MAKESPAN h", "QUEUE h", "DEADLINES", "GPU UTIL", "DECISIONS/s",
+        "P99 JCT h", "MAKESPAN h", "QUEUE h", "DEADLINES", "RESIZES", "RESTART h", "GPU UTIL",
+        "DECISIONS/s",
     ]  # fmt: skip
     rows = []
     for name, m in policies.items():
@@ -85,6 +89,8 @@ def table(policies: Mapping[str, Mapping[str, Any]], baseline: str) -> str:
                 f"{m['makespan_s'] / 3600:.2f}",
                 f"{m['avg_queueing_s'] / 3600:.2f}",
                 f"{m['deadlines_met']}/{m['jobs_with_deadline']}",
+                str(m["resizes"]),
+                f"{m['restart_overhead_s'] / 3600:.1f}",
                 f"{m['gpu_utilisation']:.0%}",
                 f"{m['decisions_per_s']:.0f}",
             ]

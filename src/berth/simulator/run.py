@@ -1,9 +1,12 @@
 """From a trace and a cluster to simulated runs of every policy: the wiring, still pure.
 
-A trace job becomes an AcceleratorJob (traces.as_manifest) and is offered every (type, count)
-the ground truth measured for its model family, up to the user's count and the cluster's
-devices of that type. A job whose own count is offered on no type cannot be run the same way by
-every policy; it is left out of all of them and counted.
+A trace job becomes two AcceleratorJobs (traces.as_manifest). The baselines get it as its user
+asked kube-scheduler for it: the trace's GPU count. berth gets it as ElasticFlow submits it:
+work and deadline, with the count left to the scheduler (1 up to the largest count measured for
+the family that the cluster's pool of a type can hold) and elastic. Each job is offered every
+(type, count) the ground truth measured for its model family up to the cluster's devices of that
+type. A job whose own count is offered on no type cannot be run the same way by every policy;
+it is left out of all of them and counted.
 """
 
 from __future__ import annotations
@@ -19,26 +22,43 @@ from berth.core.catalog import VARIANTS, Variant
 from berth.core.job import parse_job
 from berth.core.snapshot import NodeState
 from berth.placement.eelas_like import eelas_like
+from berth.placement.elastic import Settings
 from berth.placement.gavel_like import gavel_like
 from berth.placement.kube_default import kube_default
 from berth.placement.plan import Prediction, decide
-from berth.simulator.engine import EPOCH, Policy, SimJob, Truth
+from berth.simulator.engine import EPOCH, Elasticity, Policy, Run, SimJob, Truth, simulate
 from berth.simulator.traces import TraceJob, as_manifest
 from berth.simulator.truth import GroundTruth
 
-POLICIES: dict[str, tuple[Policy, bool]] = {  # name -> (policy, told the measured tables)
-    "berth": (decide, False),
-    "berth-oracle": (decide, True),
-    "kube-default": (kube_default, True),
-    "gavel-like": (gavel_like, True),
-    "eelas-like": (eelas_like, True),
+# MODELLED, not measured: checkpoint, torchrun re-rendezvous and warm-up of one resize. The
+# checkpoints of the trace's families (25M-1.5B parameters) write in seconds; restart and
+# warm-up dominate. Override per family with `berth simulate --restart-s 60,gpt2=120`.
+RESTART_S = 60.0
+
+
+@dataclass(frozen=True)
+class PolicySpec:
+    place: Policy
+    oracle: bool  # told the measured tables instead of berth's predictor
+    berth: bool  # gets berth's view of the jobs (count left to it, elastic)
+    elastic: bool  # resizes running jobs every period
+
+
+POLICIES: dict[str, PolicySpec] = {
+    "berth": PolicySpec(decide, oracle=False, berth=True, elastic=True),
+    "berth-rigid": PolicySpec(decide, oracle=False, berth=True, elastic=False),
+    "berth-oracle": PolicySpec(decide, oracle=True, berth=True, elastic=True),
+    "kube-default": PolicySpec(kube_default, oracle=True, berth=False, elastic=False),
+    "gavel-like": PolicySpec(gavel_like, oracle=True, berth=False, elastic=False),
+    "eelas-like": PolicySpec(eelas_like, oracle=True, berth=False, elastic=False),
 }
 BASELINE = "kube-default"
 
 
 @dataclass
 class Workload:
-    jobs: list[SimJob]
+    jobs: list[SimJob]  # as their users asked
+    berth_jobs: list[SimJob]  # the same jobs as berth gets them
     offers: dict[str, dict[tuple[str, int], Truth]]
     family: dict[str, tuple[str, int]]  # job id -> (model family, global batch)
     excluded: Counter[str] = field(default_factory=Counter)  # reason -> jobs left out
@@ -61,7 +81,7 @@ def prepare(trace: Sequence[TraceJob], nodes: Sequence[NodeState], truth: Ground
     for n in nodes:
         if n.accelerator.type in variants:
             capacity[n.accelerator.type] += n.allocatable.gpus
-    work = Workload([], {}, {})
+    work = Workload([], [], {}, {})
     for tj in trace:
         if tj.model is None or tj.batch_size is None or tj.iterations is None:
             work.excluded["no model, batch or work in the trace"] += 1
@@ -72,8 +92,6 @@ def prepare(trace: Sequence[TraceJob], nodes: Sequence[NodeState], truth: Ground
             if not counts:
                 work.types_not_offered[type_id] += 1
             for c in counts:
-                if c > tj.gpus:
-                    continue
                 rate = truth.throughput(tj.model, type_id, c, tj.batch_size)
                 watts = truth.device_watts(tj.model, variant)
                 assert rate is not None
@@ -86,10 +104,13 @@ def prepare(trace: Sequence[TraceJob], nodes: Sequence[NodeState], truth: Ground
                 f"{tj.model} x{tj.gpus}: the user's count is measured on no type here"
             ] += 1
             continue
-        job = parse_job(as_manifest(tj, EPOCH + timedelta(seconds=tj.submitted_s)))
+        created = EPOCH + timedelta(seconds=tj.submitted_s)
+        job = parse_job(as_manifest(tj, created))
+        flexible = parse_job(as_manifest(tj, created, up_to=max(c for _, c in offers)))
         samples = job.workload.total_samples
         assert samples is not None
         work.jobs.append(SimJob(job.name, tj.submitted_s, job, samples, tj.deadline_s))
+        work.berth_jobs.append(SimJob(job.name, tj.submitted_s, flexible, samples, tj.deadline_s))
         work.offers[job.name] = offers
         work.family[job.name] = (tj.model, tj.batch_size)
     return work
@@ -153,3 +174,39 @@ def assign_workloads(
         iterations = None if rate is None else max(1, round(tj.duration_s * rate.value / batch))
         out.append(replace(tj, model=model, batch_size=batch, iterations=iterations))
     return out
+
+
+def parse_restart(spec: str) -> tuple[float, dict[str, float]]:
+    """ "60" or "60,gpt2=120,bert=90" -> (default seconds, per family)."""
+    default, families = RESTART_S, {}
+    for part in (p.strip() for p in spec.split(",") if p.strip()):
+        name, _, value = part.rpartition("=")
+        try:
+            seconds = float(value)
+        except ValueError:
+            raise ValueError(f"--restart-s {spec!r}: {value!r} is not seconds") from None
+        if seconds < 0:
+            raise ValueError(f"--restart-s {spec!r}: {seconds:g} is negative")
+        if name:
+            families[name] = seconds
+        else:
+            default = seconds
+    return default, families
+
+
+def run_policy(
+    name: str,
+    work: Workload,
+    nodes: Sequence[NodeState],
+    told: Mapping[bool, Callable[[SimJob], Mapping[tuple[str, int], Prediction]]],
+    restart: tuple[float, Mapping[str, float]] = (RESTART_S, {}),
+    progress: Callable[[int], None] | None = None,
+) -> Run:
+    spec = POLICIES[name]
+    default, families = restart
+    elasticity = None
+    if spec.elastic:
+        seconds = {j.id: families.get(work.family[j.id][0], default) for j in work.jobs}
+        elasticity = Elasticity(Settings(restart_s=default), lambda j: seconds[j.id])
+    jobs = work.berth_jobs if spec.berth else work.jobs
+    return simulate(jobs, nodes, spec.place, work.offers, told[spec.oracle], progress, elasticity)

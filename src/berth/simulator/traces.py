@@ -106,13 +106,18 @@ def manifest_name(job: TraceJob) -> str:
 
 
 def as_manifest(
-    job: TraceJob, created: datetime | None = None, image: str = "berth.dev/trace-replay"
+    job: TraceJob,
+    created: datetime | None = None,
+    image: str = "berth.dev/trace-replay",
+    up_to: int | None = None,
 ) -> dict[str, Any]:
     """The AcceleratorJob a trace job stands for: a training job of the trace's model, its work
     in iterations of its batch, its deadline as a duration from submission (`created`, when
-    given, is the submission's wall-clock time). The user's GPU count is the most it may get:
-    count {min: 1, max: gpus}; baselines take the max as the user asked, berth may give fewer
-    when that costs less energy and still meets the deadline. Any GPU type is allowed."""
+    given, is the submission's wall-clock time). Any GPU type is allowed. The user's GPU count
+    is the most it may get: count {min: 1, max: gpus}; baselines take the max as the user
+    asked, berth may give fewer when that costs less energy and still meets the deadline. With
+    `up_to`, the count is left to the scheduler as ElasticFlow leaves it: {min: 1, max: up_to},
+    elastic."""
     workload: dict[str, Any] = {"kind": "training"}
     if job.model is not None:
         workload["model"] = job.model
@@ -121,9 +126,11 @@ def as_manifest(
         workload["totalWork"] = {"iterations": job.iterations}
     spec: dict[str, Any] = {
         "workload": workload,
-        "accelerators": {"count": {"min": 1, "max": job.gpus}},
+        "accelerators": {"count": {"min": 1, "max": up_to or job.gpus}},
         "template": {"spec": {"containers": [{"name": "worker", "image": image}]}},
     }
+    if up_to is not None and up_to > 1:
+        spec["elastic"] = True
     if job.deadline_s is not None:
         spec["deadline"] = f"{max(job.deadline_s - job.submitted_s, 1):.0f}s"
     metadata: dict[str, Any] = {"name": manifest_name(job), "namespace": "trace"}
