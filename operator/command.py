@@ -10,6 +10,8 @@ import random
 import sys
 from typing import Any
 
+from berth.placement.elastic import Settings
+
 PEERING_LIFETIME_S = 20  # a killed active replica is replaced within this
 RBAC_NOTE = "the minimal ClusterRole is operator/rbac.yaml"
 
@@ -39,11 +41,29 @@ def add_parser(commands: Any) -> None:
         "through which only the highest-priority live replica acts; without it the operator "
         "runs standalone",
     )
+    p.add_argument(
+        "--resize-period",
+        type=float,
+        default=Settings.period_s,
+        metavar="SECONDS",
+        help="how often elastic jobs are considered for resizing (0: never; default "
+        f"{Settings.period_s:g})",
+    )
+    p.add_argument(
+        "--resize-min-interval",
+        type=float,
+        default=Settings.min_interval_s,
+        metavar="SECONDS",
+        help=f"the least time between two resizes of one job (default {Settings.min_interval_s:g})",
+    )
     p.add_argument("--verbose", action="store_true")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.resize_period < 0 or args.resize_min_interval < 0:
+        print("error: --resize-period and --resize-min-interval must be >= 0", file=sys.stderr)
+        return 2
     if args.kubeconfig:
         # Before the client library is imported: it reads KUBECONFIG once, and kopf logs in
         # through it.
@@ -74,7 +94,10 @@ def run(args: argparse.Namespace) -> int:
     ask = None
     if args.recommender_url:
         ask = RecommenderClient(args.recommender_url, args.recommender_timeout).recommend
-    reconciler = Reconciler(api, ask, metrics)
+    elastic = None
+    if args.resize_period > 0:
+        elastic = Settings(period_s=args.resize_period, min_interval_s=args.resize_min_interval)
+    reconciler = Reconciler(api, ask, metrics, elastic=elastic)
 
     @kopf.on.startup()
     async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:

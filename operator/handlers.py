@@ -8,6 +8,7 @@ mistake a busy cluster for an empty one.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import copy
 import logging
 from typing import Any
@@ -51,8 +52,11 @@ class Runner:
 
     async def _run(self) -> None:
         backoff = 0.25
+        elastic = self.reconciler.elastic
+        period = None if elastic is None else elastic.period_s  # resizing needs a clock too
         while True:
-            await self.wanted.wait()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.wanted.wait(), timeout=period)
             self.wanted.clear()
             try:
                 again = await asyncio.to_thread(self.reconciler.cycle, self._view())

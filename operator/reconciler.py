@@ -10,13 +10,16 @@ writes makes a restart at any moment safe:
    so creating them again after a restart answers 409 AlreadyExists and changes nothing.
 
 A job is therefore either unplaced (no children) or placed exactly once; a restarted operator
-finds the recorded placement and only completes the children.
+finds the recorded placement and only completes the children. A resize (every elastic period)
+follows the same order: the new placement and its status.resizes entry are written first, under
+the same precondition; added workers are then created and surplus ones deleted from it.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import socket
 import time
@@ -39,12 +42,14 @@ from berth.core.snapshot import (
 )
 from berth.core.validation import InvalidObject
 from berth.crds import GROUP, VERSION
-from berth.operator import predictions, status
+from berth.operator import predictions, resizing, status
 from berth.operator.metrics import Metrics
 from berth.operator.state import capacity_pods, claims
 from berth.operator.workers import LABEL_JOB, Placement, service, worker_name, worker_pods
+from berth.placement.deadline import admission
+from berth.placement.elastic import Settings, WaitingJob, rebalance
 from berth.placement.fallback import SpecTransfer
-from berth.placement.plan import decide
+from berth.placement.plan import Prediction, deadline_budget, decide
 from berth.placement.roofline import Roofline
 from berth.recommender import tables
 from berth.recommender.client import RecommenderUnavailable
@@ -84,12 +89,16 @@ class Reconciler:
         ask: predictions.Ask | None,
         metrics: Metrics,
         clock: Callable[[], datetime] = _now,
+        elastic: Settings | None = None,
     ) -> None:
         self.core = client.CoreV1Api(api)
         self.custom = client.CustomObjectsApi(api)
         self.ask = ask
         self.metrics = metrics
         self.clock = clock
+        self.elastic = elastic
+        self.rebalanced_at = -math.inf  # monotonic
+        self.scaling: dict[str, tuple[str, dict[int, Prediction]]] = {}  # uid -> type, count ->
         self.spec_transfer = SpecTransfer(tables.read()[0])
         self.roofline = Roofline()
         self.breaker_until = 0.0
@@ -154,6 +163,14 @@ class Reconciler:
                 placed.append((job, placement))
                 snapshot = with_claims(snapshot, claims(job, placement))
 
+        if self.elastic is not None and self._rebalance_due():
+            try:
+                placed = self._rebalance(view, placed, waiting)
+            except Conflict as exc:
+                log.info("%s; resizing again next period", exc)
+            except ApiException as exc:
+                log.warning("resizing: %s; again next period", exc.reason)
+
         by_job: dict[tuple[str, str], dict[str, Mapping[str, Any]]] = {}
         for pod in view.pods:
             meta = pod["metadata"]
@@ -164,6 +181,7 @@ class Reconciler:
             own = by_job.get(_key(job), {})
             try:
                 self._ensure_children(job, placement, own, products)
+                self._remove_surplus(job, placement, own)
                 self._follow_workers(job, placement, own)
             except Conflict as exc:
                 log.info("%s; retrying", exc)
@@ -181,6 +199,7 @@ class Reconciler:
             for uid in [u for u in table if u not in uids]:
                 del table[uid]
         self.services &= uids
+        self.scaling = {k: v for k, v in self.scaling.items() if k in uids}
         self.parsed = {k: v for k, v in self.parsed.items() if k[0] in uids}
 
     def _current(self, job: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
@@ -257,6 +276,14 @@ class Reconciler:
         ask, skipped = self._ask()
         got = predictions.predict(parsed, rows, ask, self.spec_transfer, self.roofline, skipped)
         degraded = got.degraded
+        capacity = {t: total for t, (_, total) in predictions.devices(snapshot).items()}
+        admitted = admission(parsed, got.predictions, capacity, deadline_budget(parsed, now))
+        deadline = []
+        if admitted is not None:
+            reason = "MinimumShare" if admitted.reachable else "Unreachable"
+            deadline.append(
+                status.Condition("DeadlineReachable", admitted.reachable, reason, admitted.message)
+            )
         plan = decide(snapshot, parsed, got.predictions, now)
         chosen = plan.chosen
         if chosen is None:
@@ -265,7 +292,7 @@ class Reconciler:
                 message += ": " + "; ".join(
                     f"{r.type} x{r.count}: {r.reason}" for r in plan.alternatives[:3]
                 )
-            self._wait(job, message, epoch, now)
+            self._wait(job, message, epoch, now, deadline)
             self.metrics.decisions.labels("pending").inc()
             return None
 
@@ -283,11 +310,13 @@ class Reconciler:
         ]
         if degraded is not None:
             updates.append(status.Condition("RecommenderUnavailable", True, "Fallback", degraded))
+        updates += deadline
         # The resourceVersion precondition makes this the only placement ever recorded: a
         # job placed meanwhile (by a restarted or peer operator) answers 409.
         if not self._write(job, status.PLACED, updates, now, placement):
             return None
         self.waiting.pop(uid, None)
+        self.scaling[uid] = (chosen.type, _of_type(got.predictions, chosen.type))
         self.metrics.decisions.labels("placed").inc()
         self.metrics.decision_seconds.observe(time.perf_counter() - began)
         if degraded is not None:
@@ -304,6 +333,8 @@ class Reconciler:
             f"{predicted['joulesPerSample']:.4g} J/sample predicted by {source}"
             + (f"; {degraded}" if degraded else ""),
         )
+        if admitted is not None and not admitted.reachable:
+            self._event(job, "Warning", "DeadlineUnreachable", admitted.message)
         return Placement.from_status(placement)
 
     def _refuse(self, job: Mapping[str, Any], reason: str, message: str, now: datetime) -> None:
@@ -319,7 +350,14 @@ class Reconciler:
         self._write(job, status.FAILED, updates, self.clock())
         self._event(job, "Warning", "WorkerRejected", message)
 
-    def _wait(self, job: Mapping[str, Any], message: str, epoch: int, now: datetime) -> None:
+    def _wait(
+        self,
+        job: Mapping[str, Any],
+        message: str,
+        epoch: int,
+        now: datetime,
+        deadline: Sequence[status.Condition] = (),
+    ) -> None:
         meta = job["metadata"]
         uid, generation = meta["uid"], meta.get("generation")
         before = self.waiting.get(uid)
@@ -336,11 +374,81 @@ class Reconciler:
             [
                 status.Condition("Validated", True, "Valid", "spec accepted"),
                 status.Condition("Placed", False, "Unschedulable", message),
+                *deadline,
             ],
             now,
         )
         if before is None and not (old and old.get("reason") == "Unschedulable"):
             self._event(job, "Warning", "Unschedulable", message)
+
+    # --- resizing ------------------------------------------------------------------------
+
+    def _rebalance_due(self) -> bool:
+        assert self.elastic is not None
+        if time.monotonic() - self.rebalanced_at < self.elastic.period_s:
+            return False
+        self.rebalanced_at = time.monotonic()
+        return True
+
+    def _rebalance(
+        self,
+        view: View,
+        placed: list[tuple[Mapping[str, Any], Placement]],
+        waiting: Sequence[Mapping[str, Any]],
+    ) -> list[tuple[Mapping[str, Any], Placement]]:
+        """One period of the elastic policy; the placements after the resizes it applied."""
+        assert self.elastic is not None
+        now = self.clock()
+        snapshot = build_snapshot(view.nodes, capacity_pods(view.pods, placed))
+        running, by_uid = [], {}
+        for job, _ in placed:
+            parsed = self._parse(job)
+            current = self._current(job)[1]
+            if isinstance(parsed, InvalidObject) or not parsed.elastic:
+                continue
+            if current.get("phase") != status.RUNNING:
+                continue  # resized only once its workers run, never mid-start
+            uid = job["metadata"]["uid"]
+            scaling = self._scaling(uid, parsed, current["placement"]["type"], snapshot)
+            running.append(resizing.running_job(uid, parsed, current, scaling, now))
+            by_uid[uid] = job
+        if not running:
+            return placed
+        types = sorted({n.accelerator.type for n in snapshot.nodes if n.accelerator.type})
+        queue = []
+        for job in waiting:
+            parsed = self._parse(job)
+            if not isinstance(parsed, InvalidObject) and self._placement(job) is None:
+                allowed = tuple(t for t in types if parsed.accelerators.allows(t))
+                queue.append(WaitingJob(job["metadata"]["name"], parsed, allowed))
+        changed: dict[str, Placement] = {}
+        for r in rebalance(snapshot, running, queue, now.timestamp(), self.elastic):
+            job = by_uid[r.id]
+            placement, history = resizing.resized(self._current(job)[1], r, now)
+            message = (
+                f"{r.type} x{r.from_count} -> x{r.to_count} on {placement['nodeNames']}: "
+                f"{r.reason} ({r.predicted_gain} predicted)"
+            )
+            update = status.Condition("Running", True, "Resized", message)
+            if not self._write(job, status.RESIZING, [update], now, placement, history):
+                continue
+            changed[r.id] = Placement.from_status(placement)
+            self.metrics.resizes.inc()
+            self._event(job, "Normal", "Resized", message)
+        return [(j, changed.get(j["metadata"]["uid"], p)) for j, p in placed]
+
+    def _scaling(
+        self, uid: str, job: AcceleratorJob, type_id: str, snapshot: ClusterSnapshot
+    ) -> dict[int, Prediction]:
+        """The job's predictions on its type by count: kept from placement, asked again after
+        a restart."""
+        known = self.scaling.get(uid)
+        if known is None or known[0] != type_id:
+            rows = [c for c in predictions.candidates(job, snapshot) if c.type == type_id]
+            ask, skipped = self._ask()
+            got = predictions.predict(job, rows, ask, self.spec_transfer, self.roofline, skipped)
+            known = self.scaling[uid] = (type_id, _of_type(got.predictions, type_id))
+        return known[1]
 
     # --- children and phase --------------------------------------------------------------
 
@@ -370,6 +478,17 @@ class Reconciler:
             self._create(partial(self.core.create_namespaced_pod, ns, pods[k]))
             self.created.add((ns, pods[k]["metadata"]["name"]))
 
+    def _remove_surplus(
+        self, job: Mapping[str, Any], placement: Placement, own: Mapping[str, Mapping[str, Any]]
+    ) -> None:
+        ns, name = _key(job)
+        for pod in resizing.surplus_workers(name, len(placement.shares), own):
+            try:
+                self.core.delete_namespaced_pod(pod, ns)
+            except ApiException as exc:
+                if exc.status != 404:  # already gone
+                    raise
+
     @staticmethod
     def _create(call: Callable[[], Any]) -> None:
         try:
@@ -382,6 +501,8 @@ class Reconciler:
         self, job: Mapping[str, Any], placement: Placement, own: Mapping[str, Mapping[str, Any]]
     ) -> None:
         found = status.workers_phase(job["metadata"]["name"], placement, own)
+        if found.phase == status.PLACED and self._current(job)[1].get("resizes"):
+            found = status.WorkersPhase(status.RESIZING, found.reason, found.message)
         if found.phase == self._phase(job):
             return
         now = self.clock()
@@ -399,7 +520,7 @@ class Reconciler:
                 )
             )
         self._write(job, found.phase, updates, now)
-        if found.phase != status.PLACED:
+        if found.phase not in (status.PLACED, status.RESIZING):
             kind = "Warning" if found.phase == status.FAILED else "Normal"
             self._event(job, kind, found.phase, found.message)
 
@@ -412,6 +533,7 @@ class Reconciler:
         updates: Sequence[status.Condition],
         now: datetime,
         placement: dict[str, Any] | None = None,
+        resizes: list[dict[str, Any]] | None = None,
     ) -> bool:
         """Patch the status on the latest version known here, never on top of a newer one: a
         write from stale state (a peer that has just been paused, a cache behind) answers 409
@@ -428,6 +550,8 @@ class Reconciler:
         }
         if placement is not None:
             fields["placement"] = placement
+        if resizes is not None:
+            fields["resizes"] = resizes
         body = {"metadata": {"resourceVersion": rv}, "status": fields}
         try:
             got = self.custom.patch_namespaced_custom_object_status(
@@ -494,6 +618,10 @@ class Reconciler:
             self.core.create_namespaced_event(event.metadata.namespace, event)
         except ApiException as exc:
             log.warning("event %s on %s/%s not posted: %s", reason, obj.namespace, obj.name, exc)
+
+
+def _of_type(found: Mapping[tuple[str, int], Prediction], type_id: str) -> dict[int, Prediction]:
+    return {c: p for (t, c), p in found.items() if t == type_id}
 
 
 def _api_message(exc: ApiException) -> str:

@@ -16,6 +16,7 @@ from berth.operator.workers import Placement, worker_name
 from berth.placement.plan import Option, Plan
 
 PENDING, PLACED, RUNNING, SUCCEEDED, FAILED = "Pending", "Placed", "Running", "Succeeded", "Failed"
+RESIZING = "Resizing"  # workers being added or removed; Running again once all run
 FINISHED = (SUCCEEDED, FAILED)
 
 

@@ -9,7 +9,7 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -187,9 +187,14 @@ def recommender(log: Path) -> tuple[BerthProcess, str]:
     return proc, url
 
 
-def operator(kubeconfig: Path, log: Path, recommender_url: str | None) -> BerthProcess:
+def operator(
+    kubeconfig: Path, log: Path, recommender_url: str | None, resize: Sequence[str] = ()
+) -> BerthProcess:
+    """`resize`: the resizing flags; without them the operator resizes nothing, so tests of
+    placement see placements stay as made."""
     args = ["operator", "--kubeconfig", str(kubeconfig)]
     args += ["--metrics-port", str(free_port()), "--health-port", str(free_port())]
+    args += list(resize) or ["--resize-period", "0"]
     if recommender_url:
         args += ["--recommender-url", recommender_url]
     return BerthProcess(args, log)

@@ -239,6 +239,18 @@ def test_a_job_past_its_deadline_fails_validation(env: Env) -> None:
     assert env.workers("too-late", ns) == []
 
 
+def test_a_deadline_no_allocation_can_meet_is_called_unreachable_at_admission(env: Env) -> None:
+    ns = env.cluster.namespace("unreachable")
+    job = short_job("hopeless", ["t4"], 1)
+    job["spec"]["deadline"] = "1h"  # 12.8M GPT-2 samples on one T4 take days
+    env.create(job, ns)
+    st = env.status("hopeless", ns, "Succeeded")  # told, and still run: late beats never
+    reachable = {c["type"]: c for c in st["conditions"]}["DeadlineReachable"]
+    assert (reachable["status"], reachable["reason"]) == ("False", "Unreachable")
+    assert "the fastest allocation this cluster holds, t4 x1" in reachable["message"]
+    assert "DeadlineUnreachable" in {e.reason for e in env.events("hopeless", ns)}
+
+
 def test_a_pending_job_is_placed_when_capacity_frees(env: Env) -> None:
     # P100 nodes of their own, so no example competes for them.
     pool = {"name": "p100", "accelerator": "p100-sxm2-16gb", "gpusPerNode": 4, "nodes": 2}

@@ -12,10 +12,13 @@ import pytest
 from berth.core.catalog import VARIANTS
 from berth.core.cluster import node_objects, parse_cluster
 from berth.core.job import parse_job
+from berth.core.provenance import measured
 from berth.core.snapshot import build_snapshot, with_claims
-from berth.operator import predictions, state, status
+from berth.operator import predictions, resizing, state, status
 from berth.operator.workers import Placement, Share, service, worker_pods
+from berth.placement.elastic import Resize
 from berth.placement.fallback import SpecTransfer
+from berth.placement.plan import Prediction
 from berth.placement.roofline import Roofline
 from berth.recommender import tables
 from berth.recommender.client import RecommenderUnavailable
@@ -231,3 +234,42 @@ def test_the_roofline_scales_sublinearly_with_devices() -> None:
     eight = Roofline().predict(job, VARIANTS["a100-sxm4-80gb"], 8)
     assert one is not None and eight is not None
     assert one.throughput.value * 8 * 0.9**3 == pytest.approx(eight.throughput.value)
+
+
+# --- resizing ------------------------------------------------------------------------------
+
+
+def rate(samples_per_s: float) -> Prediction:
+    return Prediction(measured(samples_per_s, "samples/s", "t"), measured(300.0, "W", "t"))
+
+
+def test_surplus_workers_are_only_this_jobs_workers_beyond_its_count() -> None:
+    own: dict[str, dict[str, Any]] = {n: {} for n in ("job-w0", "job-w1", "job-w2", "job-w1x")}
+    assert resizing.surplus_workers("job", 1, own) == ["job-w1", "job-w2"]
+
+
+def test_work_left_is_modelled_from_each_allocations_predicted_rate() -> None:
+    job = parse_job(api_job("gpt2-finetune-deadline.yaml"))  # 12.8M samples
+    running = {"type": "Running", "status": "True", "lastTransitionTime": "2026-01-01T00:00:00Z"}
+    st = {
+        "placement": {"type": "a100", "count": 4},
+        "conditions": [running],
+        "resizes": [{"time": "2026-01-01T01:00:00Z", "fromCount": 2, "toCount": 4}],
+    }
+    now = datetime(2026, 1, 1, 2, tzinfo=UTC).timestamp()
+    left = resizing.remaining_samples(job, st, {2: rate(100.0), 4: rate(190.0)}, now)
+    assert left == 12_800_000 - 100.0 * 3600 - 190.0 * 3600
+
+
+def test_a_resize_replaces_the_placement_and_appends_to_a_bounded_history() -> None:
+    old = [{"time": "t", "fromCount": 1, "toCount": 2}] * resizing.MAX_RESIZES_KEPT
+    st = {"placement": {"type": "a100", "count": 2, "nodes": [{"name": "n0", "count": 2}]},
+          "resizes": old}  # fmt: skip
+    r = Resize("uid", "a100", (("n0", 2), ("n1", 2)), 2, 4, "use idle devices", "+90%")
+    placement, history = resizing.resized(st, r, datetime(2026, 1, 1, tzinfo=UTC))
+    assert placement["count"] == 4 and placement["nodeNames"] == "n0,n1"
+    assert len(history) == resizing.MAX_RESIZES_KEPT
+    assert history[-1] | {"time": ""} == {
+        "time": "", "fromType": "a100", "toType": "a100", "fromCount": 2, "toCount": 4,
+        "reason": "use idle devices", "predictedGain": "+90%",
+    }  # fmt: skip

@@ -11,6 +11,7 @@ import pytest
 from berth.core.job import AcceleratorJob, parse_job
 from berth.core.provenance import measured, predicted
 from berth.core.snapshot import build_snapshot
+from berth.placement.deadline import admission
 from berth.placement.plan import Plan, Prediction, decide
 from tests.conftest import load_example
 from tests.test_snapshot import container, node, pod
@@ -196,3 +197,26 @@ def test_small_devices_are_excluded_by_the_memory_a_job_needs() -> None:
         [t4, node("a", product=A100)], j, {("t4", 1): pred(100, 70), ("a100", 1): pred(100, 300)}
     )
     assert p.chosen is not None and p.chosen.type == "a100"
+
+
+def test_admission_names_the_least_device_time_allocation_that_meets_the_deadline() -> None:
+    # 12.8M samples in 48 h: a100 x1 is late (71 h); v100 x2 (32 h) costs fewer device-hours
+    # than a100 x4 (17.8 h).
+    preds = {("a100", 1): pred(50, 400), ("a100", 4): pred(200, 400), ("v100", 2): pred(110, 300)}
+    j = job(["a100", "v100"], (1, 4), deadline="48h")
+    found = admission(j, preds, {"a100": 8, "v100": 2}, 48 * 3600.0)
+    assert found is not None and (found.reachable, found.type, found.count) == (True, "v100", 2)
+
+
+def test_admission_says_a_deadline_no_allocation_the_cluster_holds_can_meet_is_unreachable() -> (
+    None
+):
+    preds = {("a100", 1): pred(50, 400), ("a100", 4): pred(200, 400)}
+    j = job(["a100"], (1, 4), deadline="1h")
+    found = admission(j, preds, {"a100": 2}, 3600.0)  # x4 does not fit the cluster at all
+    assert found is not None and (found.reachable, found.count) == (False, 1)
+    assert found.message.startswith("unreachable: the fastest allocation this cluster holds")
+
+
+def test_admission_has_nothing_to_say_without_a_deadline() -> None:
+    assert admission(job(["a100"], (1, 4)), {("a100", 1): pred(50, 400)}, {"a100": 8}, None) is None

@@ -268,10 +268,10 @@ def rebalance(
 def _idle_growth(
     r: RunningJob, rate: float, top: int, settings: Settings
 ) -> tuple[int | None, str]:
-    """The largest count up to `top` whose gain beats hysteresis and the restart, within the
-    energy bound for energy jobs."""
+    """The count up to `top` with the highest predicted throughput whose gain beats hysteresis
+    and the restart, within the energy bound for energy jobs (fewer devices on a tie)."""
     joules = _joules(r, r.count)
-    best = None
+    best, best_rate = None, rate
     for c in range(r.count + 1, top + 1):
         new_rate, new_joules = _rate(r, c), _joules(r, c)
         if new_rate is None or new_joules is None or joules is None:
@@ -287,5 +287,6 @@ def _idle_growth(
             and new_joules > joules * settings.energy_bound
         ):
             continue
-        best = c
+        if new_rate > best_rate:
+            best, best_rate = c, new_rate
     return best, "use idle devices"
