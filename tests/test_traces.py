@@ -3,12 +3,21 @@ AcceleratorJob the operator's own parser accepts. Counts were taken with csv.Dic
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
+import yaml
 
+from berth.core.cluster import node_objects, parse_cluster
 from berth.core.job import parse_job
-from berth.simulator.traces import TraceError, as_manifest, load_itp, load_philly
+from berth.core.snapshot import build_snapshot
+from berth.recommender import tables
+from berth.simulate import CLUSTERS
+from berth.simulator.engine import EPOCH
+from berth.simulator.run import prepare
+from berth.simulator.traces import TraceError, TraceJob, as_manifest, load_itp, load_philly
+from berth.simulator.truth import GroundTruth
 
 
 def test_the_itp_traces_hold_every_job(shared_data: Path) -> None:
@@ -58,3 +67,14 @@ def test_a_bad_row_is_named_by_file_line_and_field(tmp_path: Path) -> None:
     )
     with pytest.raises(TraceError, match=r"bad.csv:2: num_gpu='two' is not a int"):
         load_itp(bad)
+
+
+def test_berths_view_of_a_trace_job_is_the_manifest_with_the_count_left_to_it() -> None:
+    trace = [TraceJob("j", 0, 2, 100, "resnet50", 1000, 64, 5000)]
+    nodes = [replace(n, ready=True) for n in build_snapshot(node_objects(parse_cluster(
+        yaml.safe_load((CLUSTERS / "small.yaml").read_text()))), []).nodes]  # fmt: skip
+    records, power = tables.read()
+    work = prepare(trace, nodes, GroundTruth(records, power))
+    (berth,) = work.berth_jobs
+    up_to = berth.job.accelerators.count.max
+    assert up_to > 2 and berth.job == parse_job(as_manifest(trace[0], EPOCH, up_to=up_to))

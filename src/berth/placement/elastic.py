@@ -28,7 +28,7 @@ from dataclasses import dataclass
 
 from berth.core.job import AcceleratorJob, ObjectiveKind
 from berth.core.snapshot import ClusterSnapshot
-from berth.placement.nodes import devices_free, why_not
+from berth.placement.nodes import WorkerNeed, devices_free, why_not
 from berth.placement.plan import Prediction, min_memory_mib, worker_need
 
 Shares = tuple[tuple[str, int], ...]  # (node, devices) per worker
@@ -108,16 +108,25 @@ class _Free:
         self.type = {n.name: n.accelerator.type for n in snapshot.nodes}
         self.nodes = {n.name: n for n in snapshot.nodes}
         self.free = {n.name: devices_free(n) for n in snapshot.nodes if n.usable}
+        self.needs: dict[int, tuple[WorkerNeed, int | None]] = {}  # by id(job), this call
+        self.of_type: dict[str | None, list[str]] = {}
+        for name in self.free:
+            self.of_type.setdefault(self.type[name], []).append(name)
 
     def eligible(self, job: AcceleratorJob, type_id: str) -> list[str]:
-        need, mib = worker_need(job), min_memory_mib(job)
+        need, mib = self._need(job)
         # A full node still counts: devices freed on it by a shrink are usable there.
         fits = (None, "no free device", "busy")
         return [
             name
-            for name in self.free
-            if self.type[name] == type_id and why_not(self.nodes[name], type_id, need, mib) in fits
+            for name in self.of_type.get(type_id, ())
+            if why_not(self.nodes[name], type_id, need, mib) in fits
         ]
+
+    def _need(self, job: AcceleratorJob) -> tuple[WorkerNeed, int | None]:
+        if id(job) not in self.needs:
+            self.needs[id(job)] = (worker_need(job), min_memory_mib(job))
+        return self.needs[id(job)]
 
     def total(self, names: Sequence[str]) -> int:
         return sum(self.free[n] for n in names)
@@ -238,11 +247,14 @@ def rebalance(
         if not movable(r):
             continue
         rate = _rate(r, r.count)
-        if rate is None:
+        late = _meets(r, r.count, 0.0) is False
+        if rate is None or r.count >= r.job.accelerators.count.max:
             continue
+        if not late and free.total(free.of_type.get(r.type, ())) == 0:
+            continue  # nothing idles on its type: no growth to weigh
         names = free.eligible(r.job, r.type)
         target, reason = None, ""
-        if _meets(r, r.count, 0.0) is False:
+        if late:
             for c in range(r.count + 1, r.job.accelerators.count.max + 1):
                 if _meets(r, c, _restart(r, settings)):
                     target, reason = c, "meet the deadline"

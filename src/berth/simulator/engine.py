@@ -161,6 +161,7 @@ def simulate(
     awake_since: dict[str, float] = {}
     run = Run()
     told: dict[str, Mapping[tuple[str, int], Prediction]] = {}
+    scaling: dict[tuple[str, str], dict[int, Prediction]] = {}  # (job, type) -> count ->
     running: dict[str, _Live] = {}
     events: list[tuple[float, int, int, int]] = [
         (j.submitted_s, ARRIVE, i, 0) for i, j in enumerate(jobs)
@@ -279,7 +280,10 @@ def simulate(
         for job_id, live in running.items():
             job = jobs[live.index]
             live.advance(now)
-            mine = {c: p for (t, c), p in predicted(job).items() if t == live.type}
+            if (job.id, live.type) not in scaling:
+                found = predicted(job).items()
+                scaling[(job.id, live.type)] = {c: p for (t, c), p in found if t == live.type}
+            mine = scaling[(job.id, live.type)]
             deadline = None if job.deadline_s is None else job.deadline_s - now
             views.append(
                 RunningJob(job_id, job.job, live.type, live.shares, live.remaining, deadline,

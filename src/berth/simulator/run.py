@@ -19,7 +19,7 @@ from datetime import timedelta
 from typing import Protocol
 
 from berth.core.catalog import VARIANTS, Variant
-from berth.core.job import parse_job
+from berth.core.job import CountRange, parse_job
 from berth.core.snapshot import NodeState
 from berth.placement.eelas_like import eelas_like
 from berth.placement.elastic import Settings
@@ -106,7 +106,13 @@ def prepare(trace: Sequence[TraceJob], nodes: Sequence[NodeState], truth: Ground
             continue
         created = EPOCH + timedelta(seconds=tj.submitted_s)
         job = parse_job(as_manifest(tj, created))
-        flexible = parse_job(as_manifest(tj, created, up_to=max(c for _, c in offers)))
+        up_to = max(c for _, c in offers)
+        # as_manifest(tj, created, up_to=up_to), without validating the same job twice
+        flexible = replace(
+            job,
+            accelerators=replace(job.accelerators, count=CountRange(1, up_to)),
+            elastic=up_to > 1,
+        )
         samples = job.workload.total_samples
         assert samples is not None
         work.jobs.append(SimJob(job.name, tj.submitted_s, job, samples, tj.deadline_s))
