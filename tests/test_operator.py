@@ -325,9 +325,11 @@ def test_a_node_with_an_unknown_accelerator_is_left_out_and_told_why(env: Env) -
         return [
             e
             for e in env.core.list_namespaced_event("default").items
-            if e.involved_object.kind == "Node" and e.involved_object.name == "mystery-0"
+            if e.involved_object.kind == "Node"
+            and e.involved_object.name == "mystery-0"
+            and e.reporting_component == "berth.dev/operator"  # not the node controller's
         ]
 
-    event = eventually(told, what="an Event on node mystery-0")[0]
+    event = eventually(told, what="berth's Event on node mystery-0")[0]
     assert event.reason == "UnknownAccelerator"
     assert "'NVIDIA-Z9000'" in event.message
