@@ -47,7 +47,7 @@ from berth.operator.metrics import Metrics
 from berth.operator.state import capacity_pods, claims
 from berth.operator.workers import LABEL_JOB, Placement, service, worker_name, worker_pods
 from berth.placement.deadline import admission
-from berth.placement.elastic import Settings, WaitingJob, rebalance
+from berth.placement.elastic import Settings, WaitingJob, of_type, rebalance
 from berth.placement.fallback import SpecTransfer
 from berth.placement.plan import Prediction, deadline_budget, decide
 from berth.placement.roofline import Roofline
@@ -316,7 +316,7 @@ class Reconciler:
         if not self._write(job, status.PLACED, updates, now, placement):
             return None
         self.waiting.pop(uid, None)
-        self.scaling[uid] = (chosen.type, _of_type(got.predictions, chosen.type))
+        self.scaling[uid] = (chosen.type, of_type(got.predictions, chosen.type))
         self.metrics.decisions.labels("placed").inc()
         self.metrics.decision_seconds.observe(time.perf_counter() - began)
         if degraded is not None:
@@ -447,7 +447,7 @@ class Reconciler:
             rows = [c for c in predictions.candidates(job, snapshot) if c.type == type_id]
             ask, skipped = self._ask()
             got = predictions.predict(job, rows, ask, self.spec_transfer, self.roofline, skipped)
-            known = self.scaling[uid] = (type_id, _of_type(got.predictions, type_id))
+            known = self.scaling[uid] = (type_id, of_type(got.predictions, type_id))
         return known[1]
 
     # --- children and phase --------------------------------------------------------------
@@ -618,10 +618,6 @@ class Reconciler:
             self.core.create_namespaced_event(event.metadata.namespace, event)
         except ApiException as exc:
             log.warning("event %s on %s/%s not posted: %s", reason, obj.namespace, obj.name, exc)
-
-
-def _of_type(found: Mapping[tuple[str, int], Prediction], type_id: str) -> dict[int, Prediction]:
-    return {c: p for (t, c), p in found.items() if t == type_id}
 
 
 def _api_message(exc: ApiException) -> str:

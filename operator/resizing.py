@@ -16,7 +16,7 @@ from typing import Any
 from berth.core.job import AcceleratorJob
 from berth.operator.workers import worker_name
 from berth.placement.elastic import Resize, RunningJob
-from berth.placement.plan import Prediction
+from berth.placement.plan import Prediction, deadline_budget
 
 MAX_RESIZES_KEPT = 16  # status.resizes keeps the latest
 
@@ -72,11 +72,8 @@ def running_job(
     shares = tuple((str(n["name"]), int(n["count"])) for n in placement["nodes"])
     resizes = status.get("resizes") or ()
     last = _time(resizes[-1]["time"]) if resizes else -math.inf
-    deadline = None
-    if job.deadline is not None:
-        deadline = (job.deadline.resolve(job.created or now) - now).total_seconds()
-    now_s = now.timestamp()
-    remaining = remaining_samples(job, status, scaling, now_s)
+    remaining = remaining_samples(job, status, scaling, now.timestamp())
+    deadline = deadline_budget(job, now)  # None without known work: no remaining to judge by
     return RunningJob(uid, job, str(placement["type"]), shares, remaining, deadline, last, scaling)
 
 

@@ -79,6 +79,11 @@ class Resize:
     predicted_gain: str
 
 
+def of_type(found: Mapping[tuple[str, int], Prediction], type_id: str) -> dict[int, Prediction]:
+    """(type, count) -> prediction, narrowed to one type: what RunningJob.predictions holds."""
+    return {c: p for (t, c), p in found.items() if t == type_id}
+
+
 def _rate(r: RunningJob, count: int) -> float | None:
     p = r.predictions.get(count)
     return None if p is None else p.throughput.value

@@ -26,7 +26,15 @@ from datetime import UTC, datetime, timedelta
 
 from berth.core.job import AcceleratorJob
 from berth.core.snapshot import ClusterSnapshot, NodeState, Resources
-from berth.placement.elastic import Resize, RunningJob, Settings, WaitingJob, rebalance
+from berth.placement.elastic import (
+    Resize,
+    RunningJob,
+    Settings,
+    Shares,
+    WaitingJob,
+    of_type,
+    rebalance,
+)
 from berth.placement.nodes import devices_free
 from berth.placement.plan import Plan, Prediction
 
@@ -36,7 +44,6 @@ Policy = Callable[
     [ClusterSnapshot, AcceleratorJob, Mapping[tuple[str, int], Prediction], datetime], Plan
 ]
 Offers = Mapping[tuple[str, int], "Truth"]
-Shares = tuple[tuple[str, int], ...]  # (node, devices) per worker
 
 FINISH, ARRIVE, TICK = 0, 1, 2  # at one instant: releases first, then arrivals, then resizes
 
@@ -112,10 +119,10 @@ class _Live:
     since_s: float  # progress and energy counted up to here
     paused_until_s: float  # restarting until then
     last_resize_s: float
+    modelled: bool
     version: int = 0
     joules: float = 0.0
     restart_s: float = 0.0
-    modelled: bool = False
     allocations: list[tuple[float, Shares]] = field(default_factory=list)
 
     @property
@@ -162,6 +169,7 @@ def simulate(
     run = Run()
     told: dict[str, Mapping[tuple[str, int], Prediction]] = {}
     scaling: dict[tuple[str, str], dict[int, Prediction]] = {}  # (job, type) -> count ->
+    types: dict[str, tuple[str, ...]] = {}  # job -> the types it was offered predictions on
     running: dict[str, _Live] = {}
     events: list[tuple[float, int, int, int]] = [
         (j.submitted_s, ARRIVE, i, 0) for i, j in enumerate(jobs)
@@ -216,8 +224,8 @@ def simulate(
             return False
         truth = offers[job.id][(chosen.type, chosen.count)]
         move(chosen.nodes, +1, now)
-        live = _Live(i, chosen.type, chosen.nodes, truth, now, job.samples, now, now, now)
-        live.modelled = truth.watts_modelled
+        live = _Live(i, chosen.type, chosen.nodes, truth, now, job.samples, now, now, now,
+                     truth.watts_modelled)  # fmt: skip
         live.allocations.append((now, chosen.nodes))
         running[job.id] = live
         heapq.heappush(events, (live.end_s(), FINISH, i, 0))
@@ -281,18 +289,17 @@ def simulate(
             job = jobs[live.index]
             live.advance(now)
             if (job.id, live.type) not in scaling:
-                found = predicted(job).items()
-                scaling[(job.id, live.type)] = {c: p for (t, c), p in found if t == live.type}
+                scaling[(job.id, live.type)] = of_type(predicted(job), live.type)
             mine = scaling[(job.id, live.type)]
             deadline = None if job.deadline_s is None else job.deadline_s - now
             views.append(
                 RunningJob(job_id, job.job, live.type, live.shares, live.remaining, deadline,
                            live.last_resize_s, mine, elasticity.restart_s(job))
             )  # fmt: skip
-        waiting = [
-            WaitingJob(jobs[i].id, jobs[i].job, tuple(sorted({t for t, _ in predicted(jobs[i])})))
-            for i in pending
-        ]
+        for i in pending:
+            if jobs[i].id not in types:
+                types[jobs[i].id] = tuple(sorted({t for t, _ in predicted(jobs[i])}))
+        waiting = [WaitingJob(jobs[i].id, jobs[i].job, types[jobs[i].id]) for i in pending]
         decided = rebalance(current(), views, waiting, now, elasticity.settings)
         # Shrinks first, so growth never counts devices a shrink has not yet released.
         applied = [resize(r, now) for r in sorted(decided, key=lambda r: r.to_count > r.from_count)]
