@@ -26,6 +26,20 @@ def add_parsers(commands: Any) -> None:
     train.add_argument("--members", type=int, default=5, help="ensemble size")
     train.add_argument("--epochs", type=int, default=1000, help="most epochs per member")
     train.add_argument("--quiet", action="store_true")
+    retrain = train.add_argument_group(
+        "retraining on measured jobs",
+        "with either option the measured records join the shipped tables, and the new model "
+        "replaces --current only if it is not worse on held-out rows; the comparison is "
+        "written to <out>.comparison.json either way",
+    )
+    retrain.add_argument("--from-prometheus", metavar="URL",
+                         help="collect the jobs berth's workers reported here")  # fmt: skip
+    retrain.add_argument("--since", default="7d",
+                         help="how far back (default 7d; 90s, 30m, 12h, 2w)")  # fmt: skip
+    retrain.add_argument("--records", type=Path, action="append", default=[], metavar="CSV",
+                         help="profile records from `berth profile` (repeatable)")  # fmt: skip
+    retrain.add_argument("--current", type=Path, default=None,
+                         help="model to beat (default: --out if present, or shipped)")  # fmt: skip
     train.set_defaults(func=cmd_train)
 
     evaluate = commands.add_parser(
@@ -82,6 +96,8 @@ def _print_metrics(m: dict[str, Any]) -> None:
 
 def cmd_train(args: argparse.Namespace) -> int:
     _torch_or_exit()
+    if args.from_prometheus or args.records:
+        return _retrain(args)
     from berth.recommender import evaluation, train
     from berth.simulator.truth import GroundTruth
 
@@ -113,6 +129,74 @@ def cmd_train(args: argparse.Namespace) -> int:
     _print_metrics(metrics)
     print(f"model: {args.out} (sha256 {digest})")
     return 0
+
+
+def _measured(args: argparse.Namespace) -> list[Any]:
+    import time
+
+    from berth.profiler import collector
+
+    records = [r for path in args.records for r in tables.read_records(path)]
+    if args.from_prometheus:
+        since = collector.parse_since(args.since)
+        source = collector.connect(args.from_prometheus)
+        end = time.time()
+        runs = source.runs(end - since, end)
+        print(f"{len(runs)} measured job run(s) in {args.from_prometheus} over {args.since}",
+              file=sys.stderr)  # fmt: skip
+        records += [run.record(args.from_prometheus) for run in runs]
+    return records
+
+
+def _retrain(args: argparse.Namespace) -> int:
+    from berth.profiler import retrain
+    from berth.recommender import train
+    from berth.recommender.model import ModelError, load
+
+    try:
+        new = _measured(args)
+    except (ValueError, OSError, ConnectionError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    current_path = args.current or (args.out if args.out.exists() else SHIPPED)
+    try:
+        current = load(current_path)
+    except ModelError as exc:
+        print(f"error: the model to beat: {exc}", file=sys.stderr)
+        return 2
+    s = train.Settings(members=args.members, epochs=args.epochs, seed=args.seed)
+    d = retrain.data(new, s.test_fraction, s.seed)
+    print(f"training on {len(d.train)} rows ({len(new)} measured record(s) added; "
+          f"{len(d.held_out)} held out) ...", file=sys.stderr)  # fmt: skip
+    trained = train.fit(d.train, s, progress.bar("ensemble", s.members, "members", args.quiet))
+
+    def candidate(x: Any) -> Any:
+        mean, sd = trained.predict(x)
+        return mean, sd * trained.interval_scale
+
+    report = retrain.compare(current.infer, candidate, d)
+    report |= {"current_model": str(current_path), "current_sha256": current.sha256}
+    comparison = args.out.with_name(args.out.name + ".comparison.json")
+    drift = report["drift_throughput_mape"]
+    print(f"drift: current model's throughput MAPE on the measured records: "
+          f"{'-' if drift is None else _pct(drift)}")  # fmt: skip
+    print(f"held-out throughput MAPE: current {_pct(report['current']['throughput_mape'])}, "
+          f"candidate {_pct(report['candidate']['throughput_mape'])}")  # fmt: skip
+    if report["promote"]:
+        meta = {
+            "data_sha256": d.digest,
+            "settings": train.settings_dict(s),
+            "rows": {"train": len(d.train), "test": len(d.held_out)},
+            "metrics": {"held_out": report["candidate"]},
+            "retrained_from": current.sha256,
+        }
+        report["sha256"] = train.export(trained, args.out, meta, d.train.x)
+        print(f"promoted: {report['why']}\nmodel: {args.out} (sha256 {report['sha256']})")
+    else:
+        print(f"not promoted: {report['why']}; {current_path} stays")
+    retrain.write_report(comparison, report)
+    print(f"comparison: {comparison}")
+    return 0  # not promoting is the loop working, not a failure (a CronJob would retry)
 
 
 def _tdp(type_id: str) -> float:

@@ -77,3 +77,13 @@ def digest(records: Sequence[ProfileRecord], power: Sequence[PowerRecord]) -> st
     for item in [*records, *power]:
         h.update(repr(item).encode())
     return h.hexdigest()
+
+
+def concat(a: Rows, b: Rows) -> Rows:
+    return Rows(
+        np.concatenate([a.x, b.x]) if len(b) else a.x,
+        np.concatenate([a.y, b.y]) if len(b) else a.y,
+        a.source + b.source,
+        a.type + b.type,
+        a.key + b.key,
+    )

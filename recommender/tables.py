@@ -75,6 +75,11 @@ def _read(path: Path, cls: type[R]) -> list[R]:
             raise ValueError(f"{path}:{reader.line_num}: {exc}") from None
 
 
+def read_records(path: Path) -> list[ProfileRecord]:
+    """Profile records from a CSV in the shipped format (`berth profile` writes one)."""
+    return _read(path, ProfileRecord)
+
+
 def read(folder: Path = SHIPPED) -> tuple[list[ProfileRecord], list[PowerRecord]]:
     return _read(folder / THROUGHPUT_FILE, ProfileRecord), _read(folder / POWER_FILE, PowerRecord)
 

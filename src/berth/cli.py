@@ -16,6 +16,7 @@ from berth.core.manifest import load_documents
 from berth.core.validation import InvalidObject
 from berth.crds import GROUP, KIND
 from berth.operator import command as operator_command
+from berth.profiler import commands as profiler_commands
 from berth.recommender import commands as recommender_commands
 
 
@@ -125,6 +126,7 @@ def build_parser() -> argparse.ArgumentParser:
     simulate.add_parser(commands)
     recommender_commands.add_parsers(commands)
     operator_command.add_parser(commands)
+    profiler_commands.add_parsers(commands)
     return parser
 
 
