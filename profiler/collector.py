@@ -10,6 +10,7 @@ counter's rise over the span where there is one, else the mean power reading.
 from __future__ import annotations
 
 import itertools
+import math
 import re
 import statistics
 from collections.abc import Iterable, Mapping, Sequence
@@ -21,15 +22,20 @@ from berth.core.catalog import resolve
 from berth.core.profile import ProfileRecord
 
 Series = tuple[Mapping[str, str], list[tuple[float, float]]]  # labels, (time, value) points
-MAX_POINTS = 10_000  # Prometheus refuses range queries over 11,000 points per series
+# Jobs are found with a range query at a coarse step (at most 5 min, within Prometheus's
+# lookback, so no series is missed), then measured on their raw samples.
+MAX_STEP_S = 300.0
+POINTS = 1000
 
 
 class Query(Protocol):
-    """What the collector asks of Prometheus: a range query (PrometheusConnect has it)."""
+    """What the collector asks of Prometheus (PrometheusConnect's methods)."""
 
     def custom_query_range(
         self, query: str, start_time: datetime, end_time: datetime, step: str
     ) -> list[dict[str, Any]]: ...
+
+    def custom_query(self, query: str, params: dict[str, Any] | None = None) -> Any: ...
 
 
 @dataclass(frozen=True)
@@ -99,7 +105,8 @@ class Collector:
         self.prom, self.url, self.step_s = prom, url, step_s
 
     def _range(self, query: str, start: float, end: float) -> list[Series]:
-        step = max(self.step_s, (end - start) / MAX_POINTS)
+        step = min(max(self.step_s, (end - start) / POINTS), MAX_STEP_S)
+        start = end - math.ceil((end - start) / step) * step  # `end` itself is a step
         return _series(
             self.prom.custom_query_range(
                 query,
@@ -109,15 +116,32 @@ class Collector:
             )
         )
 
+    def _raw(self, selector: str, start: float, end: float) -> list[Series]:
+        """Every sample scraped between start and end: a range vector at `end`."""
+        window = max(int(end - start) + 1, 1)
+        return _series(self.prom.custom_query(f"{selector}[{window}s]", params={"time": end}))
+
     def runs(self, start: float, end: float, namespace: str | None = None) -> list[JobRun]:
         """Every job whose workers reported progress between start and end (unix seconds)."""
         where = f'{{namespace="{_quote(namespace)}"}}' if namespace else ""
-        groups: dict[tuple[str, ...], list[Series]] = {}
-        for labels, points in self._range(f"berth_job_samples_total{where}", start, end):
+        found: set[tuple[str, ...]] = set()
+        for labels, _ in self._range(f"berth_job_samples_total{where}", start, end):
             key = _key(labels)
-            if key is not None and len(points) >= 2:
-                groups.setdefault(key, []).append((labels, points))
-        return [run for key, series in sorted(groups.items()) if (run := self._run(key, series))]
+            if key is not None:
+                found.add(key)
+        runs = []
+        for key in sorted(found):
+            namespace_, job, family, batch, accelerator, world = key
+            selector = (
+                f'berth_job_samples_total{{namespace="{_quote(namespace_)}",'
+                f'berth_job="{_quote(job)}",family="{_quote(family)}",'
+                f'batch_size="{_quote(batch)}",accelerator="{_quote(accelerator)}",'
+                f'world_size="{_quote(world)}"}}'
+            )
+            series = [(lab, p) for lab, p in self._raw(selector, start, end) if len(p) >= 2]
+            if series and (run := self._run(key, series)):
+                runs.append(run)
+        return runs
 
     def _run(self, key: tuple[str, ...], series: list[Series]) -> JobRun | None:
         namespace, job, family, batch, accelerator, world = key
@@ -132,17 +156,17 @@ class Collector:
         pods = tuple(sorted({labels["pod"] for labels, _ in series}))
         select = pod_selector(namespace, pods)
         watts, source = None, "nothing measured"
-        energy = self._range(f"DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION{select}", start, end)
+        energy = self._raw(f"DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION{select}", start, end)
         energy = [(labels, p) for labels, p in energy if len(p) >= 2]
         if energy:
             per_device = [increase(p) / 1000 / (p[-1][0] - p[0][0]) for _, p in energy]
             watts, source = statistics.fmean(per_device), "DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION"
         else:
-            power = [v for _, p in self._range(f"DCGM_FI_DEV_POWER_USAGE{select}", start, end)
+            power = [v for _, p in self._raw(f"DCGM_FI_DEV_POWER_USAGE{select}", start, end)
                      for _, v in p]  # fmt: skip
             if power:
                 watts, source = statistics.fmean(power), "DCGM_FI_DEV_POWER_USAGE"
-        util = [v for _, p in self._range(f"DCGM_FI_DEV_GPU_UTIL{select}", start, end)
+        util = [v for _, p in self._raw(f"DCGM_FI_DEV_GPU_UTIL{select}", start, end)
                 for _, v in p]  # fmt: skip
         return JobRun(
             namespace=namespace,
@@ -164,12 +188,16 @@ class Collector:
 
 def connect(url: str) -> Collector:
     """A collector on a live Prometheus; a clear error when it does not answer."""
+    import urllib.request
+
     from prometheus_api_client import PrometheusConnect
 
-    prom = PrometheusConnect(url=url, disable_ssl=False)
-    if not prom.check_prometheus_connection():
-        raise ConnectionError(f"no Prometheus answers at {url}")
-    return Collector(prom, url)
+    try:  # the API, not "/": Debian's build serves no web UI there
+        with urllib.request.urlopen(f"{url.rstrip('/')}/api/v1/status/buildinfo", timeout=10):
+            pass
+    except OSError as exc:
+        raise ConnectionError(f"no Prometheus answers at {url}: {exc}") from None
+    return Collector(PrometheusConnect(url=url), url)
 
 
 def parse_since(text: str) -> float:

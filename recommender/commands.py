@@ -59,6 +59,10 @@ def add_parsers(commands: Any) -> None:
     serve.add_argument("--port", type=int, default=8080)
     serve.add_argument("--model", type=Path, default=SHIPPED,
                        help="ONNX model, <model>.sha256 beside it (default: shipped)")  # fmt: skip
+    serve.add_argument("--drift-prometheus", metavar="URL",
+                       help="serve berth_recommender_drift_* from jobs measured here")  # fmt: skip
+    serve.add_argument("--drift-every", type=float, default=3600.0, metavar="SECONDS")
+    serve.add_argument("--drift-window", default="7d", help="jobs measured over (default 7d)")
     serve.set_defaults(func=cmd_serve)
 
 
@@ -261,7 +265,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     import logging
 
     from berth.recommender.model import ModelError
-    from berth.recommender.server import make_server, watch
+    from berth.recommender.server import make_server, watch, watch_drift
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     try:
@@ -273,6 +277,15 @@ def cmd_serve(args: argparse.Namespace) -> int:
         print(f"error: cannot listen on {args.host}:{args.port}: {exc}", file=sys.stderr)
         return 2
     watch(server)
+    if args.drift_prometheus:
+        from berth.profiler.collector import connect, parse_since
+
+        try:
+            window = parse_since(args.drift_window)
+            watch_drift(server, connect(args.drift_prometheus), args.drift_every, window)
+        except (ValueError, ConnectionError) as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
     host, port = str(server.server_address[0]), server.server_address[1]
     model = server.RequestHandlerClass.service.model  # type: ignore[attr-defined]
     print(f"serving {model.version} on http://{host}:{port}", flush=True)

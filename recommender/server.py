@@ -23,6 +23,7 @@ from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
     Counter,
+    Gauge,
     Histogram,
     generate_latest,
 )
@@ -59,6 +60,15 @@ class Service:
             registry=self.registry,
             buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1.0),
         )  # fmt: skip
+        self.drift = Gauge(
+            "berth_recommender_drift_throughput_mape",
+            "Served model's throughput error on measured job runs (retrain when it climbs).",
+            registry=self.registry,
+        )
+        self.drift_runs = Gauge(
+            "berth_recommender_drift_runs", "Measured job runs the drift is taken over.",
+            registry=self.registry,
+        )  # fmt: skip
 
     def _file_stamp(self) -> tuple[float, float]:
         sidecar = Path(f"{self.path}.sha256")
@@ -74,6 +84,14 @@ class Service:
             log.info("serving %s", self.model.version)
         except (OSError, ModelError) as exc:
             log.error("kept %s: the new file was refused: %s", self.model.version, exc)
+
+    def measure_drift(self, runs: Any) -> float | None:
+        from berth.profiler import drift
+
+        mape: float | None = drift.throughput_mape(drift.pairs(self.model, runs))
+        self.drift_runs.set(len(runs))
+        self.drift.set(float("nan") if mape is None else mape)
+        return mape
 
     # --- routes --------------------------------------------------------------------------
 
@@ -268,5 +286,26 @@ def watch(server: ThreadingHTTPServer, every_s: float = 2.0) -> threading.Thread
             service.reload_if_changed()
 
     thread = threading.Thread(target=loop, name="model-watch", daemon=True)
+    thread.start()
+    return thread
+
+
+def watch_drift(
+    server: ThreadingHTTPServer, collector: Any, every_s: float, window_s: float
+) -> threading.Thread:
+    """Every `every_s`, the served model's error on the job runs measured in the last window."""
+    service: Service = server.RequestHandlerClass.service  # type: ignore[attr-defined]
+
+    def loop() -> None:
+        while True:
+            try:
+                now = time.time()
+                mape = service.measure_drift(collector.runs(now - window_s, now))
+                log.info("drift: throughput MAPE %s", "-" if mape is None else f"{mape:.1%}")
+            except Exception:  # Prometheus down: keep serving, try again next time
+                log.exception("measuring drift failed")
+            time.sleep(every_s)
+
+    thread = threading.Thread(target=loop, name="drift", daemon=True)
     thread.start()
     return thread

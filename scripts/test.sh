@@ -20,5 +20,7 @@ echo "== mypy"
 .venv/bin/mypy bench
 echo "== control plane (e2e/cluster/build.sh: minutes the first time, then cached)"
 e2e/cluster/build.sh
+echo "== prometheus (scripts/prometheus.sh: Debian's package, unpacked once, then cached)"
+scripts/prometheus.sh
 echo "== pytest"
 exec .venv/bin/python -m pytest "$@"
