@@ -56,14 +56,48 @@ def add_parser(commands: Any) -> None:
         metavar="SECONDS",
         help=f"the least time between two resizes of one job (default {Settings.min_interval_s:g})",
     )
+    p.add_argument(
+        "--energy-facts",
+        metavar="FILE",
+        help="YAML {idleWatts: {<nvidia.com/gpu.product or berth.dev/cpu-class>: W}}: idle "
+        "power of nodes no exporter measures (the chart's energy ConfigMap)",
+    )
     p.add_argument("--verbose", action="store_true")
     p.set_defaults(func=run)
+
+
+def read_energy_facts(path: str) -> dict[str, float]:
+    """Idle watts by node label value; a bad file is refused with what is wrong."""
+    import yaml
+
+    with open(path, encoding="utf-8") as f:
+        doc = yaml.safe_load(f) or {}
+    if not isinstance(doc, dict) or set(doc) - {"idleWatts"}:
+        raise ValueError(f"{path}: expected a mapping with only the key idleWatts")
+    facts = doc.get("idleWatts") or {}
+    if not isinstance(facts, dict):
+        raise ValueError(f"{path}: idleWatts must map label values to watts")
+    out = {}
+    for key, watts in facts.items():
+        if isinstance(watts, bool) or not isinstance(watts, int | float) or not watts >= 0:
+            raise ValueError(
+                f"{path}: idleWatts[{key!r}] = {watts!r} is not a number of watts >= 0"
+            )
+        out[str(key)] = float(watts)
+    return out
 
 
 def run(args: argparse.Namespace) -> int:
     if args.resize_period < 0 or args.resize_min_interval < 0:
         print("error: --resize-period and --resize-min-interval must be >= 0", file=sys.stderr)
         return 2
+    idle_watts = {}
+    if args.energy_facts:
+        try:
+            idle_watts = read_energy_facts(args.energy_facts)
+        except (OSError, ValueError) as exc:
+            print(f"error: --energy-facts: {exc}", file=sys.stderr)
+            return 2
     if args.kubeconfig:
         # Before the client library is imported: it reads KUBECONFIG once, and kopf logs in
         # through it.
@@ -97,7 +131,7 @@ def run(args: argparse.Namespace) -> int:
     elastic = None
     if args.resize_period > 0:
         elastic = Settings(period_s=args.resize_period, min_interval_s=args.resize_min_interval)
-    reconciler = Reconciler(api, ask, metrics, elastic=elastic)
+    reconciler = Reconciler(api, ask, metrics, elastic=elastic, idle_watts=idle_watts)
 
     @kopf.on.startup()
     async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:

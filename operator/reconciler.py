@@ -90,6 +90,7 @@ class Reconciler:
         metrics: Metrics,
         clock: Callable[[], datetime] = _now,
         elastic: Settings | None = None,
+        idle_watts: Mapping[str, float] | None = None,
     ) -> None:
         self.core = client.CoreV1Api(api)
         self.custom = client.CustomObjectsApi(api)
@@ -97,6 +98,7 @@ class Reconciler:
         self.metrics = metrics
         self.clock = clock
         self.elastic = elastic
+        self.idle_watts = dict(idle_watts or {})  # the cluster's energy facts (--energy-facts)
         self.rebalanced_at = -math.inf  # monotonic
         self.scaling: dict[str, tuple[str, dict[int, Prediction]]] = {}  # uid -> type, count ->
         self.spec_transfer = SpecTransfer(tables.read()[0])
@@ -148,7 +150,9 @@ class Reconciler:
             if not self._due(job, view.capacity_epoch):
                 continue
             if snapshot is None:
-                snapshot = build_snapshot(view.nodes, capacity_pods(view.pods, placed))
+                snapshot = build_snapshot(
+                    view.nodes, capacity_pods(view.pods, placed), self.idle_watts
+                )
             try:
                 placement = self._place(job, snapshot, view.capacity_epoch)
             except Conflict as exc:
@@ -399,7 +403,7 @@ class Reconciler:
         """One period of the elastic policy; the placements after the resizes it applied."""
         assert self.elastic is not None
         now = self.clock()
-        snapshot = build_snapshot(view.nodes, capacity_pods(view.pods, placed))
+        snapshot = build_snapshot(view.nodes, capacity_pods(view.pods, placed), self.idle_watts)
         running, by_uid = [], {}
         for job, _ in placed:
             parsed = self._parse(job)
@@ -569,7 +573,7 @@ class Reconciler:
 
     def node_changed(self, node: Mapping[str, Any]) -> None:
         """Say on the node, once per problem, why placement will not use (part of) it."""
-        state = build_snapshot([node], []).nodes[0]
+        state = build_snapshot([node], [], self.idle_watts).nodes[0]
         name = state.name
         for problem in state.problems:
             if (name, problem) not in self.node_problems:

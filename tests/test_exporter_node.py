@@ -28,8 +28,19 @@ def test_the_exporter_annotates_its_node_with_health_and_idle_power(
     sick = replace(run[-1], devices=(run[-1].devices[0], replace(run[-1].devices[1], xid=79)))
     recording = write(tmp_path / "gpu.jsonl", [*run, replace(sick, time=run[-1].time + 1)])
     exporter = BerthProcess(
-        ["exporter", "--replay", str(recording), "--node", node, "--kubeconfig", str(identity),
-         "--port", str(free_port()), "--interval", "0.2"],  # fmt: skip
+        [
+            "exporter",
+            "--replay",
+            str(recording),
+            "--node",
+            node,
+            "--kubeconfig",
+            str(identity),
+            "--port",
+            str(free_port()),
+            "--interval",
+            "0.2",
+        ],
         tmp_path / "exporter.log",
     ).start()
     try:

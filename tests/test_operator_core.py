@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -273,3 +274,14 @@ def test_a_resize_replaces_the_placement_and_appends_to_a_bounded_history() -> N
         "time": "", "fromType": "a100", "toType": "a100", "fromCount": 2, "toCount": 4,
         "reason": "use idle devices", "predictedGain": "+90%",
     }  # fmt: skip
+
+
+def test_energy_facts_with_a_bad_value_are_refused_naming_it(tmp_path: Path) -> None:
+    from berth.operator.command import read_energy_facts
+
+    path = tmp_path / "energy.yaml"
+    path.write_text("idleWatts:\n  NVIDIA-A100-SXM4-80GB: 420\n  T4: -3\n")
+    with pytest.raises(ValueError, match=r"idleWatts\['T4'\] = -3"):
+        read_energy_facts(str(path))
+    path.write_text("idleWatts:\n  NVIDIA-A100-SXM4-80GB: 420\n")
+    assert read_energy_facts(str(path)) == {"NVIDIA-A100-SXM4-80GB": 420.0}

@@ -160,3 +160,11 @@ def test_bad_annotations_are_ignored_with_a_reason() -> None:
 def test_snapshot_is_ordered_by_node_name() -> None:
     snap = build_snapshot([node("b"), node("a")], [])
     assert [n.name for n in snap.nodes] == ["a", "b"]
+
+
+def test_the_clusters_energy_facts_give_idle_watts_where_no_exporter_measured() -> None:
+    facts = {"NVIDIA-A100-SXM4-80GB": 420.0, "epyc-7763": 180.0}
+    cpu = node("cpu-1", gpus=0, product=None, labels={"berth.dev/cpu-class": "epyc-7763"})
+    measured = node("gpu-2", annotations={"berth.dev/idle-watts": "400"})
+    got = {n.name: n.idle_watts for n in build_snapshot([node(), cpu, measured], [], facts).nodes}
+    assert got == {"gpu-1": 420.0, "cpu-1": 180.0, "gpu-2": 400.0}  # measured wins

@@ -13,6 +13,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from functools import cached_property
+from types import MappingProxyType
 from typing import Any
 
 from berth.core.catalog import CPU, AcceleratorName, resolve
@@ -174,7 +175,11 @@ def _is_daemon(pod: Mapping[str, Any]) -> bool:
 # --- nodes -------------------------------------------------------------------------------
 
 
-def _node_state(node: Mapping[str, Any], pods: list[Mapping[str, Any]]) -> NodeState:
+def _node_state(
+    node: Mapping[str, Any],
+    pods: list[Mapping[str, Any]],
+    idle_defaults: Mapping[str, float] = MappingProxyType({}),
+) -> NodeState:
     meta = node.get("metadata") or {}
     spec = node.get("spec") or {}
     status = node.get("status") or {}
@@ -228,6 +233,9 @@ def _node_state(node: Mapping[str, Any], pods: list[Mapping[str, Any]]) -> NodeS
         if not (math.isfinite(idle_watts) and idle_watts >= 0):
             problems.append(f"{ANNOTATION_IDLE_WATTS}={raw!r} is not a non-negative number")
             idle_watts = None
+    if idle_watts is None:  # the cluster's energy facts, where no exporter measured
+        key = labels.get(LABEL_GPU_PRODUCT) or labels.get(LABEL_CPU_CLASS) or ""
+        idle_watts = idle_defaults.get(key)
 
     requested = Resources()
     workload_pods = 0
@@ -264,16 +272,21 @@ def _node_state(node: Mapping[str, Any], pods: list[Mapping[str, Any]]) -> NodeS
 
 
 def build_snapshot(
-    nodes: Iterable[Mapping[str, Any]], pods: Iterable[Mapping[str, Any]]
+    nodes: Iterable[Mapping[str, Any]],
+    pods: Iterable[Mapping[str, Any]],
+    idle_defaults: Mapping[str, float] = MappingProxyType({}),
 ) -> ClusterSnapshot:
-    """Nodes sorted by name, so the same cluster always gives the same snapshot."""
+    """Nodes sorted by name, so the same cluster always gives the same snapshot.
+    `idle_defaults`: idle watts by GPU product or CPU class label, for nodes without a measured
+    berth.dev/idle-watts."""
     by_node: dict[str, list[Mapping[str, Any]]] = {}
     for pod in pods:
         node_name = (pod.get("spec") or {}).get("nodeName")
         if node_name and not is_terminated(pod):
             by_node.setdefault(node_name, []).append(pod)
     states = (
-        _node_state(n, by_node.get((n.get("metadata") or {}).get("name", ""), [])) for n in nodes
+        _node_state(n, by_node.get((n.get("metadata") or {}).get("name", ""), []), idle_defaults)
+        for n in nodes
     )
     return ClusterSnapshot(tuple(sorted(states, key=lambda s: s.name)))
 
