@@ -62,10 +62,13 @@ def add_parsers(commands: Any) -> None:
     e.set_defaults(func=cmd_exporter)
 
 
-def _backend(replay: Path | None) -> Backend:
-    if replay is not None:
-        return ReplayBackend(replay)
-    return NvmlBackend()
+def _backend(replay: Path | None) -> Backend | None:
+    """The replay or NVML backend; None, with the reason on stderr, when there is none."""
+    try:
+        return ReplayBackend(replay) if replay is not None else NvmlBackend()
+    except (NvmlUnavailable, FileNotFoundError, BadRecording) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return None
 
 
 def _append(path: Path, record: ProfileRecord) -> None:
@@ -86,10 +89,8 @@ def cmd_profile(args: argparse.Namespace) -> int:
     if args.batch_size < 1 or args.interval <= 0:
         print("error: --batch-size must be >= 1 and --interval > 0", file=sys.stderr)
         return 2
-    try:
-        backend = _backend(args.replay)
-    except (NvmlUnavailable, FileNotFoundError, BadRecording) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+    backend = _backend(args.replay)
+    if backend is None:
         return 2
     samples: list[Sample] = []
     done = threading.Event()
@@ -174,10 +175,8 @@ def cmd_exporter(args: argparse.Namespace) -> int:
     if args.interval <= 0:
         print("error: --interval must be > 0", file=sys.stderr)
         return 2
-    try:
-        backend = _backend(args.replay)
-    except (NvmlUnavailable, FileNotFoundError, BadRecording) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+    backend = _backend(args.replay)
+    if backend is None:
         return 2
     annotate = pods = None
     if args.node:

@@ -9,6 +9,7 @@ increase() read it either way.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
@@ -77,7 +78,9 @@ def _labels(labels: Mapping[str, str]) -> str:
 
 
 def _number(v: float) -> str:
-    return repr(float(v)) if v != int(v) else str(int(v))
+    if not math.isfinite(v):
+        return "NaN" if math.isnan(v) else ("+Inf" if v > 0 else "-Inf")
+    return str(int(v)) if v == int(v) else repr(float(v))
 
 
 def device_labels(d: DeviceSample, hostname: str) -> dict[str, str]:
