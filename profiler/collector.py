@@ -20,6 +20,9 @@ from typing import Any, Protocol
 
 from berth.core.catalog import resolve
 from berth.core.profile import ProfileRecord
+from berth.profiler.progress import LABELS
+
+KEY = ("namespace", *LABELS)  # one job run: its namespace and the progress counter's labels
 
 Series = tuple[Mapping[str, str], list[tuple[float, float]]]  # labels, (time, value) points
 # Jobs are found with a range query at a coarse step (at most 5 min, within Prometheus's
@@ -84,10 +87,7 @@ def _series(answer: Iterable[Mapping[str, Any]]) -> list[Series]:
 
 
 def _key(labels: Mapping[str, str]) -> tuple[str, ...] | None:
-    key = tuple(
-        labels.get(k, "")
-        for k in ("namespace", "berth_job", "family", "batch_size", "accelerator", "world_size")
-    )
+    key = tuple(labels.get(k, "") for k in KEY)
     return key if all(key) and labels.get("pod") else None
 
 
@@ -95,9 +95,16 @@ def _quote(value: str) -> str:
     return value.replace("\\", "\\\\").replace('"', '\\"')
 
 
+def selector(equal: Mapping[str, str], regex: Mapping[str, str] | None = None) -> str:
+    """A PromQL label selector: `name="value"` for `equal`, `name=~"value"` for `regex`."""
+    matchers = [f'{k}="{_quote(v)}"' for k, v in equal.items()]
+    matchers += [f'{k}=~"{_quote(v)}"' for k, v in (regex or {}).items()]
+    return "{" + ",".join(matchers) + "}"
+
+
 def pod_selector(namespace: str, pods: Iterable[str]) -> str:
     alternatives = "|".join(re.escape(p) for p in sorted(pods))
-    return f'{{namespace="{_quote(namespace)}",pod=~"{_quote(alternatives)}"}}'
+    return selector({"namespace": namespace}, {"pod": alternatives})
 
 
 class Collector:
@@ -123,7 +130,7 @@ class Collector:
 
     def runs(self, start: float, end: float, namespace: str | None = None) -> list[JobRun]:
         """Every job whose workers reported progress between start and end (unix seconds)."""
-        where = f'{{namespace="{_quote(namespace)}"}}' if namespace else ""
+        where = selector({"namespace": namespace}) if namespace else ""
         found: set[tuple[str, ...]] = set()
         for labels, _ in self._range(f"berth_job_samples_total{where}", start, end):
             key = _key(labels)
@@ -131,14 +138,8 @@ class Collector:
                 found.add(key)
         runs = []
         for key in sorted(found):
-            namespace_, job, family, batch, accelerator, world = key
-            selector = (
-                f'berth_job_samples_total{{namespace="{_quote(namespace_)}",'
-                f'berth_job="{_quote(job)}",family="{_quote(family)}",'
-                f'batch_size="{_quote(batch)}",accelerator="{_quote(accelerator)}",'
-                f'world_size="{_quote(world)}"}}'
-            )
-            series = [(lab, p) for lab, p in self._raw(selector, start, end) if len(p) >= 2]
+            this_run = f"berth_job_samples_total{selector(dict(zip(KEY, key, strict=True)))}"
+            series = [(lab, p) for lab, p in self._raw(this_run, start, end) if len(p) >= 2]
             if series and (run := self._run(key, series)):
                 runs.append(run)
         return runs

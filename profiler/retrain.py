@@ -51,7 +51,8 @@ def data(new: Sequence[ProfileRecord], test_fraction: float, seed: int) -> Data:
 
     records, power = tables.read()
     shipped = dataset.build(records, power)
-    fresh = dataset.build(new, power_records(new))
+    new_power = power_records(new)
+    fresh = dataset.build(new, new_power)
     rest, test = split(len(shipped), test_fraction, seed)
     parts = [(shipped.subset(rest), shipped.subset(test))]
     if len(fresh):
@@ -60,8 +61,7 @@ def data(new: Sequence[ProfileRecord], test_fraction: float, seed: int) -> Data:
     train, held = parts[0]
     for more_train, more_held in parts[1:]:
         train, held = dataset.concat(train, more_train), dataset.concat(held, more_held)
-    all_power = [*power, *power_records(new)]
-    return Data(train, held, fresh, dataset.digest([*records, *new], all_power))
+    return Data(train, held, fresh, dataset.digest([*records, *new], [*power, *new_power]))
 
 
 POWER_SLACK = 0.02  # the held-out power rows are few (Zeus's, and what was measured): 2 points

@@ -114,14 +114,10 @@ def cmd_train(args: argparse.Namespace) -> int:
         rows.subset(rest), s, progress.bar("ensemble", s.members, "members", args.quiet)
     )
 
-    def predict(x: Any) -> Any:
-        mean, sd = trained.predict(x)
-        return mean, sd * trained.interval_scale
-
     truth = GroundTruth(records, power)
     metrics = {
-        "held_out": evaluation.held_out(predict, rows.subset(test)),
-        "top1": evaluation.top1(predict, rows, _true_watts(truth), _tdp),
+        "held_out": evaluation.held_out(trained.calibrated, rows.subset(test)),
+        "top1": evaluation.top1(trained.calibrated, rows, _true_watts(truth), _tdp),
     }
     meta = {
         "data_sha256": dataset.digest(records, power),
@@ -174,11 +170,7 @@ def _retrain(args: argparse.Namespace) -> int:
           f"{len(d.held_out)} held out) ...", file=sys.stderr)  # fmt: skip
     trained = train.fit(d.train, s, progress.bar("ensemble", s.members, "members", args.quiet))
 
-    def candidate(x: Any) -> Any:
-        mean, sd = trained.predict(x)
-        return mean, sd * trained.interval_scale
-
-    report = retrain.compare(current.infer, candidate, d)
+    report = retrain.compare(current.infer, trained.calibrated, d)
     report |= {"current_model": str(current_path), "current_sha256": current.sha256}
     comparison = args.out.with_name(args.out.name + ".comparison.json")
     drift = report["drift_throughput_mape"]

@@ -3,7 +3,6 @@ scripts/prometheus.sh on first use, run on loopback with a scrape config of the 
 
 from __future__ import annotations
 
-import socket
 import subprocess
 import time
 import urllib.request
@@ -11,6 +10,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import yaml
+
+from tests.kube import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -22,13 +23,6 @@ def binaries() -> Path:
     if done.returncode != 0:
         raise RuntimeError(f"scripts/prometheus.sh failed:\n{done.stderr}")
     return Path(done.stdout.strip())
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 def wait_http(url: str, timeout_s: float = 30.0) -> None:

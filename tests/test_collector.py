@@ -15,7 +15,8 @@ from pathlib import Path
 import pytest
 
 from berth.profiler.collector import Collector, connect, increase, parse_since, pod_selector
-from tests.prometheus import Prometheus, binaries, free_port, wait_http
+from tests.kube import free_port
+from tests.prometheus import Prometheus, binaries, wait_http
 from tests.recordings import busy_run, write
 
 RATE = 1000.0  # samples/s the workload reports, paced by the wall clock
