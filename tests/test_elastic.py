@@ -20,9 +20,12 @@ GPUS_PER_NODE = 8
 POLICY = Settings()
 
 
-def node(name: str) -> dict[str, Any]:
+PRODUCTS = {"a100": "NVIDIA-A100-SXM4-80GB", "t4": "Tesla-T4"}
+
+
+def node(name: str, type_id: str = "a100") -> dict[str, Any]:
     return {
-        "metadata": {"name": name, "labels": {"nvidia.com/gpu.product": "NVIDIA-A100-SXM4-80GB"}},
+        "metadata": {"name": name, "labels": {"nvidia.com/gpu.product": PRODUCTS[type_id]}},
         "status": {
             "allocatable": {"nvidia.com/gpu": str(GPUS_PER_NODE), "cpu": "64", "memory": "512Gi"},
             "conditions": [{"type": "Ready", "status": "True"}],
@@ -36,10 +39,16 @@ def pod(node_name: str, gpus: int) -> dict[str, Any]:
 
 
 def job(
-    low: int, high: int, elastic: bool = True, priority: int = 0, **spec: Any
+    low: int,
+    high: int,
+    elastic: bool = True,
+    priority: int = 0,
+    types: tuple[str, ...] = ("a100",),
+    **spec: Any,
 ) -> AcceleratorJob:
     doc = copy.deepcopy(load_example("elastic-resnet50-training.yaml"))
-    doc["spec"]["accelerators"] = {"types": ["a100"], "count": {"min": low, "max": high}}
+    count = {"min": low, "max": high}
+    doc["spec"]["accelerators"] = {"types": list(types), "count": count}
     doc["spec"]["elastic"] = elastic and low < high
     doc["spec"]["priority"] = priority
     doc["spec"].pop("deadline", None)
@@ -51,16 +60,26 @@ def job(
     return parse_job(doc)
 
 
-def predictions(high: int, scaling: float) -> dict[int, Prediction]:
-    """Throughput growing with `scaling` per device (1.0: linear), 300 W per device."""
+def predictions(
+    high: int, scaling: float, rate: float = 100.0, watts: float = 300.0
+) -> dict[int, Prediction]:
+    """Throughput growing with `scaling` per device (1.0: linear), `watts` per device."""
     return {
-        c: Prediction(measured(100.0 * c**scaling, "samples/s", "t"), measured(300.0, "W", "t"))
+        c: Prediction(measured(rate * c**scaling, "samples/s", "t"), measured(watts, "W", "t"))
         for c in range(1, high + 1)
     }
 
 
+def on(type_id: str, scaling: dict[int, Prediction]) -> dict[tuple[str, int], Prediction]:
+    return {(type_id, c): p for c, p in scaling.items()}
+
+
 def running(
-    id: str, shares: tuple[tuple[str, int], ...], j: AcceleratorJob, **kw: Any
+    id: str,
+    shares: tuple[tuple[str, int], ...],
+    j: AcceleratorJob,
+    type_id: str = "a100",
+    **kw: Any,
 ) -> RunningJob:
     high = j.accelerators.count.max
     fields: dict[str, Any] = {
@@ -69,7 +88,7 @@ def running(
         "last_resize_s": -1e9,
         "predictions": predictions(high, 0.9),
     } | kw
-    return RunningJob(id, j, "a100", shares, **fields)
+    return RunningJob(id, j, type_id, shares, **fields)
 
 
 def test_a_waiting_job_is_admitted_by_shrinking_the_cheapest_elastic_job() -> None:
@@ -143,13 +162,67 @@ def test_a_job_resized_within_the_minimum_interval_is_left_alone() -> None:
     assert rebalance(snap, [r], [], 0.0) == []
 
 
+# --- moves to another type ---------------------------------------------------------------
+
+BOTH = ("a100", "t4")
+T4 = predictions(8, 0.9, rate=30.0, watts=70.0)  # 2.5 J/sample on 2 devices; a100: 3.2
+
+
+def test_an_energy_job_moves_to_the_type_that_does_its_remaining_work_for_fewer_joules() -> None:
+    snap = build_snapshot([node("a0"), node("t0", "t4")], [pod("a0", 2), pod("a0", 6)])
+    r = running("e", (("a0", 2),), job(2, 4, types=BOTH), elsewhere=on("t4", T4))
+    (move,) = rebalance(snap, [r], [], 0.0)
+    assert (move.type, move.to_count, move.shares) == ("t4", 2, (("t0", 2),))
+    assert move.reason == "better for energy on t4"
+    assert move.predicted_gain.startswith("-2")  # about -22 % energy
+
+
+def test_a_move_never_costs_a_deadline_the_job_meets() -> None:
+    snap = build_snapshot([node("a0"), node("t0", "t4")], [pod("a0", 2), pod("a0", 6)])
+    # At a100 x2 1e7 samples take 53,500 s; on t4 x2 178,000 s.
+    r = running("e", (("a0", 2),), job(2, 4, types=BOTH), deadline_in_s=60_000.0,
+                elsewhere=on("t4", T4))  # fmt: skip
+    assert rebalance(snap, [r], [], 0.0) == []
+
+
+def test_a_move_must_save_more_than_its_restart_costs() -> None:
+    snap = build_snapshot([node("a0"), node("t0", "t4")], [pod("a0", 2), pod("a0", 6)])
+    # 5,000 samples: 27 s of work left here, 89 s on t4 plus the 60 s restart.
+    r = running("e", (("a0", 2),), job(2, 4, types=BOTH), remaining_samples=5_000.0,
+                elsewhere=on("t4", T4))  # fmt: skip
+    assert rebalance(snap, [r], [], 0.0) == []
+
+
+def test_no_job_moves_onto_a_type_that_would_be_left_mostly_busy() -> None:
+    # One t4 node of 8, 4 busy: after a move of 2, a quarter stays idle (headroom 0.75).
+    snap = build_snapshot([node("a0"), node("t0", "t4")], [pod("a0", 8), pod("t0", 4)])
+    r = running("e", (("a0", 2),), job(2, 4, types=BOTH), elsewhere=on("t4", T4))
+    assert rebalance(snap, [r], [], 0.0) == []
+    assert rebalance(snap, [r], [], 0.0, Settings(move_headroom=0.25)) != []
+
+
+def test_a_rigid_job_moves_only_under_the_checkpoint_contract_and_keeps_its_count() -> None:
+    snap = build_snapshot([node("a0"), node("t0", "t4")], [pod("a0", 2), pod("a0", 6)])
+    rigid = job(2, 2, elastic=False, types=BOTH)
+    assert (
+        rebalance(snap, [running("r", (("a0", 2),), rigid, elsewhere=on("t4", T4))], [], 0.0) == []
+    )
+    resumable = running("r", (("a0", 2),), rigid, elsewhere=on("t4", T4), resumable=True)
+    (move,) = rebalance(snap, [resumable], [], 0.0)
+    assert (move.type, move.from_count, move.to_count) == ("t4", 2, 2)
+
+
 # --- properties ---------------------------------------------------------------------------
 
 
+World = tuple[Any, list[RunningJob], list[WaitingJob], float, Settings]
+
+
 @st.composite
-def worlds(draw: st.DrawFn) -> tuple[Any, list[RunningJob], list[WaitingJob], float]:
+def worlds(draw: st.DrawFn) -> World:
     n_nodes = draw(st.integers(1, 4))
     names = [f"n{i}" for i in range(n_nodes)]
+    kinds = {name: draw(st.sampled_from(BOTH)) for name in names}
     free = dict.fromkeys(names, GPUS_PER_NODE)
     jobs: list[RunningJob] = []
     pods = []
@@ -158,8 +231,9 @@ def worlds(draw: st.DrawFn) -> tuple[Any, list[RunningJob], list[WaitingJob], fl
         high = draw(st.integers(low, 12))
         count = draw(st.integers(low, high))
         worker = draw(st.integers(1, 4))  # devices per worker
+        here = draw(st.sampled_from(sorted(set(kinds.values()))))
         shares: list[tuple[str, int]] = []
-        for name in names:
+        for name in (n for n in names if kinds[n] == here):
             while (left := count - sum(d for _, d in shares)) and free[name]:
                 take = min(free[name], left, worker)
                 shares.append((name, take))
@@ -169,43 +243,51 @@ def worlds(draw: st.DrawFn) -> tuple[Any, list[RunningJob], list[WaitingJob], fl
         pods += [pod(n, d) for n, d in shares]
         deadline = draw(st.none() | st.floats(600, 1e6))
         kind = draw(st.sampled_from(["energy", "time", "balanced"]))
-        j = job(low, high, elastic=draw(st.booleans()), objective={"type": kind})
+        j = job(low, high, elastic=draw(st.booleans()), types=BOTH, objective={"type": kind})
+        other = "t4" if here == "a100" else "a100"
         jobs.append(
             running(
                 f"r{i}",
                 tuple(shares),
                 j,
+                here,
                 deadline_in_s=deadline,
                 last_resize_s=draw(st.floats(-5000, 0)),
                 predictions=predictions(high, draw(st.floats(0.2, 1.0))),
+                elsewhere=on(other, predictions(high, draw(st.floats(0.2, 1.0)), 200.0, 70.0)),
+                resumable=draw(st.booleans()),
             )
         )
     waiting = [
         WaitingJob(f"w{i}", job(m, m, priority=draw(st.integers(0, 2))), ("a100",))
         for i, m in enumerate(draw(st.lists(st.integers(1, 8), max_size=3)))
     ]
-    snap = build_snapshot([node(n) for n in names], pods)
-    return snap, jobs, waiting, 0.0
+    snap = build_snapshot([node(n, kinds[n]) for n in names], pods)
+    return snap, jobs, waiting, 0.0, Settings(move_headroom=draw(st.sampled_from([0.0, 0.75])))
 
 
 @settings(max_examples=150, deadline=None)
 @given(worlds())
-def test_resizes_stay_within_each_jobs_count_range(world: Any) -> None:
-    snap, jobs, waiting, now = world
+def test_resizes_stay_within_each_jobs_count_range(world: World) -> None:
+    snap, jobs, waiting, now, policy = world
     by_id = {r.id: r for r in jobs}
-    for resize in rebalance(snap, jobs, waiting, now):
-        count = by_id[resize.id].job.accelerators.count
+    for resize in rebalance(snap, jobs, waiting, now, policy):
+        r = by_id[resize.id]
+        count = r.job.accelerators.count
         assert count.min <= resize.to_count <= count.max
         assert sum(d for _, d in resize.shares) == resize.to_count
-        assert by_id[resize.id].job.elastic
+        # a rigid job only moves, whole, under the checkpoint contract
+        assert r.job.elastic or (r.resumable and resize.to_count == r.count != 0)
 
 
 @settings(max_examples=150, deadline=None)
 @given(worlds())
-def test_resizes_never_overcommit_a_node(world: Any) -> None:
-    snap, jobs, waiting, now = world
+def test_resizes_never_overcommit_a_node(world: World) -> None:
+    snap, jobs, waiting, now, policy = world
     allocation = {r.id: r.shares for r in jobs}
-    for resize in rebalance(snap, jobs, waiting, now):
+    kinds = {n.name: n.accelerator.type for n in snap.nodes}
+    for resize in rebalance(snap, jobs, waiting, now, policy):
+        assert {kinds[name] for name, _ in resize.shares} == {resize.type}
         allocation[resize.id] = resize.shares
     used: Counter[str] = Counter()
     for shares in allocation.values():
@@ -216,10 +298,10 @@ def test_resizes_never_overcommit_a_node(world: Any) -> None:
 
 @settings(max_examples=150, deadline=None)
 @given(worlds())
-def test_no_job_is_resized_twice_or_within_the_minimum_interval(world: Any) -> None:
-    snap, jobs, waiting, now = world
+def test_no_job_is_resized_twice_or_within_the_minimum_interval(world: World) -> None:
+    snap, jobs, waiting, now, policy = world
     by_id = {r.id: r for r in jobs}
-    resizes = rebalance(snap, jobs, waiting, now)
+    resizes = rebalance(snap, jobs, waiting, now, policy)
     ids = [r.id for r in resizes]
     assert len(ids) == len(set(ids)) and len(ids) <= POLICY.max_resizes
     assert all(now - by_id[i].last_resize_s >= POLICY.min_interval_s for i in ids)

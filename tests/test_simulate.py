@@ -45,6 +45,19 @@ def test_only_the_elastic_policies_resize_and_each_resize_pays_the_restart_given
     assert report["restart_s"] == {"default": 30, "gpt2": 90}
 
 
+@pytest.mark.slow
+def test_on_the_itp_sample_elastic_berth_meets_1_5x_the_deadlines_of_rigid_and_kube_default(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert simulate(tmp_path, "--policies", "berth,berth-rigid,kube-default") == 0
+    met = {
+        name: m["deadlines_met"]
+        for name, m in json.loads((tmp_path / "r.json").read_text())["policies"].items()
+    }
+    assert met["berth"] >= 1.5 * max(met["berth-rigid"], met["kube-default"])
+    assert "onto another type" in capsys.readouterr().out
+
+
 def test_simulate_runs_the_chosen_policies_on_a_window_of_the_trace(tmp_path: Path) -> None:
     assert simulate(tmp_path, "--policies", "berth,kube-default", "--window", "0:6") == 0
     report = json.loads((tmp_path / "r.json").read_text())

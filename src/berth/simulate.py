@@ -17,6 +17,7 @@ from berth import progress
 from berth.core.cluster import node_objects, parse_cluster
 from berth.core.snapshot import build_snapshot
 from berth.core.validation import InvalidObject
+from berth.placement.elastic import Settings
 from berth.placement.fallback import SpecTransfer
 from berth.recommender import tables
 from berth.recommender.model import ModelError
@@ -205,9 +206,16 @@ def _notes(report: dict[str, Any]) -> str:
     lines.append(
         f"A resize costs a MODELLED {restart['default']:g} s of checkpoint and restart"
         + (f" ({families})" if families else "")
-        + "; berth and berth-oracle resize elastic jobs every 300 s, berth-rigid never does."
+        + f"; berth and berth-oracle resize elastic jobs, or move them to another type, every "
+        f"{Settings().period_s:g} s; berth-rigid never does."
     )
     policies = report["policies"]
+    if policies.get("berth", {}).get("jobs"):
+        b = policies["berth"]
+        lines.append(
+            f"Resizes by berth: {b['resizes']} ({b['moves']} onto another type), "
+            f"{b['restart_overhead_s'] / 3600:.1f} h of restart overhead."
+        )
     met = {n: m.get("deadlines_met", 0) for n, m in policies.items()}
     if "berth" in met:
         ratios = [

@@ -12,7 +12,13 @@ Three moves, in this order, each within the job's count range and only on its ow
    shrinking others as in 1;
 3. grow while devices would idle: under an energy objective only while joules per sample stay
    within `energy_bound` of the current; under time or balanced while the gain in throughput
-   beats the restart it costs.
+   beats the restart it costs;
+4. move to another type when the job's objective, counted over the work it has left with the
+   restart included, gains at least `min_gain`, never past a deadline it meets. Elastic jobs
+   and rigid jobs that declared the checkpoint contract (`resumable`) move; a rigid job keeps
+   its count. A move only takes devices of a type that stays at least `move_headroom` idle
+   after it: it holds them for all its remaining work, and in the ITP simulation moves into a
+   busy type, or moves of late jobs, cost more deadlines of later arrivals than they saved.
 
 Whole workers are added or removed (torchrun's elastic agents come and go as nodes), a resized
 job pays `restart_s` of lost progress (checkpoint and restart), a job is not resized again
@@ -24,12 +30,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from berth.core.job import AcceleratorJob, ObjectiveKind
 from berth.core.snapshot import ClusterSnapshot
 from berth.placement.nodes import WorkerNeed, devices_free, why_not
 from berth.placement.plan import Prediction, min_memory_mib, worker_need
+from berth.placement.score import objective_scores
 
 Shares = tuple[tuple[str, int], ...]  # (node, devices) per worker
 
@@ -42,6 +49,7 @@ class Settings:
     energy_bound: float = 1.10  # growing may raise J/sample by at most 10 %
     min_gain: float = 0.05
     restart_s: float = 60.0  # checkpoint + restart, charged to every resize
+    move_headroom: float = 0.75  # share of a type's devices still free after a move onto it
 
 
 @dataclass(frozen=True)
@@ -55,6 +63,8 @@ class RunningJob:
     last_resize_s: float  # when it was last resized (-inf: never; placement is not a resize)
     predictions: Mapping[int, Prediction]  # count -> prediction on this type
     restart_s: float | None = None  # this job's resize cost; None: the settings' default
+    elsewhere: Mapping[tuple[str, int], Prediction] = field(default_factory=dict)  # other types
+    resumable: bool = False  # rigid, but restarts from its checkpoint: may move, same count
 
     @property
     def count(self) -> int:
@@ -136,6 +146,12 @@ class _Free:
     def total(self, names: Sequence[str]) -> int:
         return sum(self.free[n] for n in names)
 
+    def idle_share(self, type_id: str, taking: int) -> float:
+        """The share of the type's devices still free after `taking` more."""
+        names = self.of_type.get(type_id, ())
+        pool = sum(self.nodes[n].allocatable.gpus for n in names)
+        return (self.total(names) - taking) / pool if pool else 0.0
+
     def take(self, names: Sequence[str], count: int) -> Shares | None:
         """Fewest nodes first: the fullest that still has room."""
         out: list[tuple[str, int]] = []
@@ -191,9 +207,9 @@ def rebalance(
     resizes: list[Resize] = []
     touched: set[str] = set()
 
-    def movable(r: RunningJob) -> bool:
+    def movable(r: RunningJob, moving: bool = False) -> bool:
         return (
-            r.job.elastic
+            (r.job.elastic or (moving and r.resumable))
             and r.id not in touched
             and now_s - r.last_resize_s >= settings.min_interval_s
             and len(resizes) < settings.max_resizes
@@ -241,6 +257,7 @@ def rebalance(
         for type_id in w.types:
             names = free.eligible(w.job, type_id)
             if free.total(names) >= need or donors(type_id, names, need, w.job.priority, w.id):
+                free.take(names, need)  # held for it: no later move may take them
                 break
 
     # 2. grow to meet deadlines, most urgent first, shrinking others if need be;
@@ -279,7 +296,63 @@ def rebalance(
         gain = f"+{new_rate / rate - 1:.0%} throughput"
         touched.add(r.id)
         resizes.append(Resize(r.id, r.type, _grown(r, grown), r.count, target, reason, gain))
+
+    # 4. move to another type
+    for r in sorted(running, key=lambda r: (urgency(r), r.id)):
+        if not r.elsewhere or not movable(r, moving=True):
+            continue
+        count = r.job.accelerators.count
+        fits: dict[tuple[str, int], tuple[Prediction, list[str]]] = {}
+        for (type_id, c), p in r.elsewhere.items():
+            if type_id == r.type or not count.min <= c <= count.max:
+                continue
+            if (not r.job.elastic and c != r.count) or free.idle_share(type_id, c) < (
+                settings.move_headroom
+            ):
+                continue
+            names = free.eligible(r.job, type_id)
+            if free.total(names) >= c:
+                fits[(type_id, c)] = (p, names)
+        chosen = _better_type(r, {k: p for k, (p, _) in fits.items()}, settings)
+        if chosen is None:
+            continue
+        (type_id, c), gain = chosen
+        shares = free.take(fits[(type_id, c)][1], c)
+        if shares is None:
+            continue
+        free.give(r.shares)
+        touched.add(r.id)
+        reason = f"better for {r.job.objective.kind.value} on {type_id}"
+        resizes.append(Resize(r.id, type_id, shares, r.count, c, reason, gain))
     return resizes
+
+
+def _better_type(
+    r: RunningJob, fits: Mapping[tuple[str, int], Prediction], settings: Settings
+) -> tuple[tuple[str, int], str] | None:
+    """Where among `fits` (other types, devices free) the job's objective over the work it has
+    left, the restart included, is best, and the predicted gain; None to stay."""
+    here = r.predictions.get(r.count)
+    if here is None or r.remaining_samples is None:
+        return None
+    left, restart = r.remaining_samples, _restart(r, settings)
+
+    def seconds(p: Prediction, moved: bool) -> float:
+        return left / p.throughput.value + (restart if moved else 0.0)
+
+    budget = math.inf if r.deadline_in_s is None else r.deadline_in_s
+    keys = sorted(k for k, p in fits.items() if seconds(p, True) <= budget)
+    if not keys:
+        return None
+    runs = [(here, r.count, False)] + [(fits[k], k[1], True) for k in keys]
+    secs = [seconds(p, moved) for p, _, moved in runs]
+    joules = [s * c * p.device_watts.value for s, (p, c, _) in zip(secs, runs, strict=True)]
+    scores = objective_scores(joules, secs, r.job.objective)
+    best = min(range(1, len(runs)), key=lambda i: (scores[i], keys[i - 1]))
+    if scores[best] > scores[0] * (1 - settings.min_gain):
+        return None
+    gain = f"{joules[best] / joules[0] - 1:+.0%} energy, {secs[best] / secs[0] - 1:+.0%} time"
+    return keys[best - 1], gain
 
 
 def _idle_growth(

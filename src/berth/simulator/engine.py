@@ -11,9 +11,9 @@ autoscalers do with empty nodes). Jobs wait in FIFO order; any waiting job that 
 (no head-of-line blocking), for every policy alike.
 
 Elasticity, when given: every `period_s` the elastic policy (placement/elastic.py) may resize
-running elastic jobs. A resized job makes no progress for its restart time (checkpoint and
-restart, MODELLED per job) while it holds its new devices at its device power (conservative),
-then runs at the measured rate of its new count.
+running elastic jobs or move them to another type. A resized or moved job makes no progress for
+its restart time (checkpoint and restart, MODELLED per job) while it holds its new devices at
+its device power (conservative), then runs at the measured rate of its new allocation.
 """
 
 from __future__ import annotations
@@ -86,6 +86,7 @@ class Ran:
     watts_modelled: bool
     allocations: tuple[tuple[float, Shares], ...] = ()  # (from when, shares), the first at start
     restart_s: float = 0.0  # progress lost to resizes
+    moves: int = 0  # resizes onto another type
 
     @property
     def met_deadline(self) -> bool | None:
@@ -123,6 +124,7 @@ class _Live:
     version: int = 0
     joules: float = 0.0
     restart_s: float = 0.0
+    moves: int = 0
     allocations: list[tuple[float, Shares]] = field(default_factory=list)
 
     @property
@@ -169,6 +171,7 @@ def simulate(
     run = Run()
     told: dict[str, Mapping[tuple[str, int], Prediction]] = {}
     scaling: dict[tuple[str, str], dict[int, Prediction]] = {}  # (job, type) -> count ->
+    elsewhere: dict[tuple[str, str], dict[tuple[str, int], Prediction]] = {}  # other types
     types: dict[str, tuple[str, ...]] = {}  # job -> the types it was offered predictions on
     running: dict[str, _Live] = {}
     events: list[tuple[float, int, int, int]] = [
@@ -255,6 +258,7 @@ def simulate(
                 live.modelled,
                 tuple(live.allocations),
                 live.restart_s,
+                live.moves,
             )
         )
         finished += 1
@@ -273,7 +277,8 @@ def simulate(
         move(r.shares, +1, now)
         assert elasticity is not None
         pause = elasticity.restart_s(job)
-        live.shares, live.truth = r.shares, truth
+        live.moves += r.type != live.type
+        live.type, live.shares, live.truth = r.type, r.shares, truth
         live.modelled = live.modelled or truth.watts_modelled
         live.paused_until_s, live.last_resize_s = now + pause, now
         live.restart_s += pause
@@ -288,13 +293,15 @@ def simulate(
         for job_id, live in running.items():
             job = jobs[live.index]
             live.advance(now)
-            if (job.id, live.type) not in scaling:
-                scaling[(job.id, live.type)] = of_type(predicted(job), live.type)
-            mine = scaling[(job.id, live.type)]
+            key = (job.id, live.type)
+            if key not in scaling:
+                scaling[key] = of_type(predicted(job), live.type)
+                elsewhere[key] = {k: p for k, p in predicted(job).items() if k[0] != live.type}
             deadline = None if job.deadline_s is None else job.deadline_s - now
             views.append(
                 RunningJob(job_id, job.job, live.type, live.shares, live.remaining, deadline,
-                           live.last_resize_s, mine, elasticity.restart_s(job))
+                           live.last_resize_s, scaling[key], elasticity.restart_s(job),
+                           elsewhere[key])
             )  # fmt: skip
         for i in pending:
             if jobs[i].id not in types:

@@ -45,6 +45,7 @@ def metrics(run: Run, gpus: int) -> dict[str, Any]:
         "avg_gpus_per_job": sum(r.count for r in ran) / len(ran),
         "resizes": sum(r.resizes for r in ran),
         "jobs_resized": sum(1 for r in ran if r.resizes),
+        "moves": sum(r.moves for r in ran),
         "restart_overhead_s": sum(r.restart_s for r in ran),
         "jobs_on_modelled_power": sum(1 for r in ran if r.watts_modelled),
         "decisions": run.decisions,
