@@ -12,7 +12,8 @@ writes makes a restart at any moment safe:
 A job is therefore either unplaced (no children) or placed exactly once; a restarted operator
 finds the recorded placement and only completes the children. A resize (every elastic period)
 follows the same order: the new placement and its status.resizes entry are written first, under
-the same precondition; added workers are then created and surplus ones deleted from it.
+the same precondition; from it, added workers are created and stale ones (beyond a shrink, or
+on the nodes a moved job left) deleted, each made again on its recorded node once gone.
 """
 
 from __future__ import annotations
@@ -47,7 +48,7 @@ from berth.operator.metrics import Metrics
 from berth.operator.state import capacity_pods, claims
 from berth.operator.workers import LABEL_JOB, Placement, service, worker_name, worker_pods
 from berth.placement.deadline import admission
-from berth.placement.elastic import Settings, WaitingJob, of_type, rebalance
+from berth.placement.elastic import Settings, WaitingJob, rebalance
 from berth.placement.fallback import SpecTransfer
 from berth.placement.plan import Prediction, deadline_budget, decide
 from berth.placement.roofline import Roofline
@@ -100,7 +101,7 @@ class Reconciler:
         self.elastic = elastic
         self.idle_watts = dict(idle_watts or {})  # the cluster's energy facts (--energy-facts)
         self.rebalanced_at = -math.inf  # monotonic
-        self.scaling: dict[str, tuple[str, dict[int, Prediction]]] = {}  # uid -> type, count ->
+        self.found: dict[str, dict[tuple[str, int], Prediction]] = {}  # uid -> (type, count) ->
         self.spec_transfer = SpecTransfer(tables.read()[0])
         self.roofline = Roofline()
         self.breaker_until = 0.0
@@ -184,9 +185,13 @@ class Reconciler:
         for job, placement in placed:
             own = by_job.get(_key(job), {})
             try:
+                # A stale worker keeps its name until it is gone; then it is made again on its
+                # recorded node (a moved job's workers are re-placed one name at a time).
                 self._ensure_children(job, placement, own, products)
-                self._remove_surplus(job, placement, own)
-                self._follow_workers(job, placement, own)
+                stale = resizing.stale_workers(_key(job)[1], placement, own)
+                self._remove(job, stale)
+                current = {n: p for n, p in own.items() if n not in stale}
+                self._follow_workers(job, placement, current)
             except Conflict as exc:
                 log.info("%s; retrying", exc)
                 retry = True
@@ -203,7 +208,7 @@ class Reconciler:
             for uid in [u for u in table if u not in uids]:
                 del table[uid]
         self.services &= uids
-        self.scaling = {k: v for k, v in self.scaling.items() if k in uids}
+        self.found = {k: v for k, v in self.found.items() if k in uids}
         self.parsed = {k: v for k, v in self.parsed.items() if k[0] in uids}
 
     def _current(self, job: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
@@ -320,7 +325,7 @@ class Reconciler:
         if not self._write(job, status.PLACED, updates, now, placement):
             return None
         self.waiting.pop(uid, None)
-        self.scaling[uid] = (chosen.type, of_type(got.predictions, chosen.type))
+        self.found[uid] = dict(got.predictions)
         self.metrics.decisions.labels("placed").inc()
         self.metrics.decision_seconds.observe(time.perf_counter() - began)
         if degraded is not None:
@@ -408,13 +413,15 @@ class Reconciler:
         for job, _ in placed:
             parsed = self._parse(job)
             current = self._current(job)[1]
-            if isinstance(parsed, InvalidObject) or not parsed.elastic:
+            if isinstance(parsed, InvalidObject):
                 continue
+            if not parsed.elastic and parsed.restart_s is None:
+                continue  # rigid without the checkpoint contract: never moved
             if current.get("phase") != status.RUNNING:
                 continue  # resized only once its workers run, never mid-start
             uid = job["metadata"]["uid"]
-            scaling = self._scaling(uid, parsed, current["placement"]["type"], snapshot)
-            running.append(resizing.running_job(uid, parsed, current, scaling, now))
+            found = self._predictions(uid, parsed, snapshot)
+            running.append(resizing.running_job(uid, parsed, current, found, now))
             by_uid[uid] = job
         if not running:
             return placed
@@ -429,8 +436,10 @@ class Reconciler:
         for r in rebalance(snapshot, running, queue, now.timestamp(), self.elastic):
             job = by_uid[r.id]
             placement, history = resizing.resized(self._current(job)[1], r, now)
+            was = self._current(job)[1]["placement"]["type"]
+            to = f"x{r.to_count}" if r.type == was else f"{r.type} x{r.to_count}"
             message = (
-                f"{r.type} x{r.from_count} -> x{r.to_count} on {placement['nodeNames']}: "
+                f"{was} x{r.from_count} -> {to} on {placement['nodeNames']}: "
                 f"{r.reason} ({r.predicted_gain} predicted)"
             )
             update = status.Condition("Running", True, "Resized", message)
@@ -441,18 +450,17 @@ class Reconciler:
             self._event(job, "Normal", "Resized", message)
         return [(j, changed.get(j["metadata"]["uid"], p)) for j, p in placed]
 
-    def _scaling(
-        self, uid: str, job: AcceleratorJob, type_id: str, snapshot: ClusterSnapshot
-    ) -> dict[int, Prediction]:
-        """The job's predictions on its type by count: kept from placement, asked again after
-        a restart."""
-        known = self.scaling.get(uid)
-        if known is None or known[0] != type_id:
-            rows = [c for c in predictions.candidates(job, snapshot) if c.type == type_id]
+    def _predictions(
+        self, uid: str, job: AcceleratorJob, snapshot: ClusterSnapshot
+    ) -> dict[tuple[str, int], Prediction]:
+        """The job's predictions on every allowed (type, count): kept from placement, asked
+        again after a restart."""
+        if uid not in self.found:
+            rows = predictions.candidates(job, snapshot)
             ask, skipped = self._ask()
             got = predictions.predict(job, rows, ask, self.spec_transfer, self.roofline, skipped)
-            known = self.scaling[uid] = (type_id, of_type(got.predictions, type_id))
-        return known[1]
+            self.found[uid] = dict(got.predictions)
+        return self.found[uid]
 
     # --- children and phase --------------------------------------------------------------
 
@@ -482,11 +490,9 @@ class Reconciler:
             self._create(partial(self.core.create_namespaced_pod, ns, pods[k]))
             self.created.add((ns, pods[k]["metadata"]["name"]))
 
-    def _remove_surplus(
-        self, job: Mapping[str, Any], placement: Placement, own: Mapping[str, Mapping[str, Any]]
-    ) -> None:
-        ns, name = _key(job)
-        for pod in resizing.surplus_workers(name, len(placement.shares), own):
+    def _remove(self, job: Mapping[str, Any], stale: Sequence[str]) -> None:
+        ns = _key(job)[0]
+        for pod in stale:
             try:
                 self.core.delete_namespaced_pod(pod, ns)
             except ApiException as exc:

@@ -1,22 +1,25 @@
 """From recorded jobs to the elastic policy's inputs and from its resizes to status, pure.
 
 The policy itself is placement/elastic.py, the same the simulator runs. Here a running job's
-recorded placement and resizes become a RunningJob, and a Resize becomes the new
-status.placement and a status.resizes entry. Work left is MODELLED from the predicted rate of
-each allocation since the job started running, until measured progress is fed back.
+recorded placement and resizes become a RunningJob, a Resize becomes the new status.placement
+and a status.resizes entry, and the recorded placement says which worker Pods are stale. Work
+left is MODELLED from the predicted rate of each allocation since the job started running,
+until measured progress is fed back.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
 from berth.core.job import AcceleratorJob
-from berth.operator.workers import worker_name
-from berth.placement.elastic import Resize, RunningJob
+from berth.operator.workers import Placement
+from berth.placement.elastic import Resize, RunningJob, of_type
 from berth.placement.plan import Prediction, deadline_budget
+
+Key = tuple[str, int]  # (type, count)
 
 MAX_RESIZES_KEPT = 16  # status.resizes keeps the latest
 
@@ -35,7 +38,7 @@ def _since_running(status: Mapping[str, Any]) -> float | None:
 def remaining_samples(
     job: AcceleratorJob,
     status: Mapping[str, Any],
-    scaling: Mapping[int, Prediction],
+    found: Mapping[Key, Prediction],
     now_s: float,
 ) -> float | None:
     """Work left, MODELLED: total work less the predicted rate of each allocation over the
@@ -46,18 +49,23 @@ def remaining_samples(
         return None
     placement = status["placement"]
     resizes = [r for r in status.get("resizes") or () if "time" in r]
-    count = int(resizes[0]["fromCount"]) if resizes else int(placement["count"])
+    first = resizes[0] if resizes else None
+    held: Key = (
+        (str(first.get("fromType", placement["type"])), int(first["fromCount"]))
+        if first
+        else (str(placement["type"]), int(placement["count"]))
+    )
     done, since = 0.0, started
     for r in resizes:
         at = max(_time(r["time"]), since)
-        done += _rate(scaling, count) * (at - since)
-        count, since = int(r["toCount"]), at
-    done += _rate(scaling, count) * max(now_s - since, 0.0)
+        done += _rate(found, held) * (at - since)
+        held, since = (str(r.get("toType", held[0])), int(r["toCount"])), at
+    done += _rate(found, held) * max(now_s - since, 0.0)
     return max(total - done, 0.0)
 
 
-def _rate(scaling: Mapping[int, Prediction], count: int) -> float:
-    p = scaling.get(count)
+def _rate(found: Mapping[Key, Prediction], held: Key) -> float:
+    p = found.get(held)
     return 0.0 if p is None else p.throughput.value
 
 
@@ -65,16 +73,22 @@ def running_job(
     uid: str,
     job: AcceleratorJob,
     status: Mapping[str, Any],
-    scaling: Mapping[int, Prediction],
+    found: Mapping[Key, Prediction],
     now: datetime,
 ) -> RunningJob:
+    """`found`: the job's predictions on every allowed (type, count)."""
     placement = status["placement"]
+    type_id = str(placement["type"])
     shares = tuple((str(n["name"]), int(n["count"])) for n in placement["nodes"])
     resizes = status.get("resizes") or ()
     last = _time(resizes[-1]["time"]) if resizes else -math.inf
-    remaining = remaining_samples(job, status, scaling, now.timestamp())
+    remaining = remaining_samples(job, status, found, now.timestamp())
     deadline = deadline_budget(job, now)  # None without known work: no remaining to judge by
-    return RunningJob(uid, job, str(placement["type"]), shares, remaining, deadline, last, scaling)
+    elsewhere = {k: p for k, p in found.items() if k[0] != type_id}
+    return RunningJob(
+        uid, job, type_id, shares, remaining, deadline, last, of_type(found, type_id),
+        job.restart_s, elsewhere, resumable=job.restart_s is not None,
+    )  # fmt: skip
 
 
 def resized(
@@ -101,13 +115,34 @@ def resized(
     return placement, history
 
 
-def surplus_workers(
-    job_name: str, workers: int, own: Mapping[str, Mapping[str, Any]]
-) -> Sequence[str]:
-    """This job's worker Pods beyond its recorded workers (left by a shrink): only names of
-    the form the job's own workers have, so no other Pod is ever touched."""
-    keep = {worker_name(job_name, k) for k in range(workers)}
+def _pinned_node(pod: Mapping[str, Any]) -> str | None:
+    spec = pod.get("spec") or {}
+    if spec.get("nodeName"):
+        return str(spec["nodeName"])
+    affinity = (spec.get("affinity") or {}).get("nodeAffinity") or {}
+    required = affinity.get("requiredDuringSchedulingIgnoredDuringExecution") or {}
+    for term in required.get("nodeSelectorTerms") or ():
+        for field in term.get("matchFields") or ():
+            if field.get("key") == "metadata.name" and field.get("values"):
+                return str(field["values"][0])
+    return None
+
+
+def stale_workers(
+    job_name: str, placement: Placement, own: Mapping[str, Mapping[str, Any]]
+) -> list[str]:
+    """This job's worker Pods the recorded placement no longer holds: beyond its workers (a
+    shrink) or on another node than their share (a move). Only names of the form the job's own
+    workers have, so no other Pod is ever touched."""
     prefix = f"{job_name}-w"
-    return sorted(
-        n for n in own if n not in keep and n.startswith(prefix) and n[len(prefix) :].isdigit()
-    )
+    stale = []
+    for name, pod in own.items():
+        k = name[len(prefix) :]
+        if not (name.startswith(prefix) and k.isdigit() and str(int(k)) == k):
+            continue
+        if int(k) >= len(placement.shares) or _pinned_node(pod) not in (
+            None,
+            placement.shares[int(k)].node,
+        ):
+            stale.append(name)
+    return sorted(stale)

@@ -244,9 +244,20 @@ def rate(samples_per_s: float) -> Prediction:
     return Prediction(measured(samples_per_s, "samples/s", "t"), measured(300.0, "W", "t"))
 
 
-def test_surplus_workers_are_only_this_jobs_workers_beyond_its_count() -> None:
-    own: dict[str, dict[str, Any]] = {n: {} for n in ("job-w0", "job-w1", "job-w2", "job-w1x")}
-    assert resizing.surplus_workers("job", 1, own) == ["job-w1", "job-w2"]
+def on_node(name: str) -> dict[str, Any]:
+    return {"spec": {"nodeName": name}}
+
+
+def test_stale_workers_are_only_this_jobs_workers_beyond_its_count() -> None:
+    own = {n: on_node("n0") for n in ("job-w0", "job-w1", "job-w2", "job-w1x", "job-w01")}
+    placement = Placement("a100", 2, (Share("n0", 2),))
+    assert resizing.stale_workers("job", placement, own) == ["job-w1", "job-w2"]
+
+
+def test_stale_workers_include_those_on_nodes_a_moved_job_left() -> None:
+    own = {"job-w0": on_node("a0"), "job-w1": on_node("t1"), "other-w0": on_node("a0")}
+    placement = Placement("t4", 4, (Share("t0", 2), Share("t1", 2)))
+    assert resizing.stale_workers("job", placement, own) == ["job-w0"]
 
 
 def test_work_left_is_modelled_from_each_allocations_predicted_rate() -> None:
@@ -255,10 +266,12 @@ def test_work_left_is_modelled_from_each_allocations_predicted_rate() -> None:
     st = {
         "placement": {"type": "a100", "count": 4},
         "conditions": [running],
-        "resizes": [{"time": "2026-01-01T01:00:00Z", "fromCount": 2, "toCount": 4}],
-    }
+        "resizes": [{"time": "2026-01-01T01:00:00Z", "fromType": "t4", "toType": "a100",
+                     "fromCount": 2, "toCount": 4}],
+    }  # fmt: skip
     now = datetime(2026, 1, 1, 2, tzinfo=UTC).timestamp()
-    left = resizing.remaining_samples(job, st, {2: rate(100.0), 4: rate(190.0)}, now)
+    found = {("t4", 2): rate(100.0), ("a100", 2): rate(150.0), ("a100", 4): rate(190.0)}
+    left = resizing.remaining_samples(job, st, found, now)
     assert left == 12_800_000 - 100.0 * 3600 - 190.0 * 3600
 
 

@@ -125,6 +125,7 @@ class AcceleratorJob:
     priority: int
     elastic: bool
     template: Mapping[str, Any]
+    restart_s: float | None = None  # spec.checkpoint.restartSeconds: resumable when declared
 
 
 def _work(total: Mapping[str, int]) -> Work:
@@ -276,4 +277,5 @@ def parse_job(obj: Any, admitted: bool = False) -> AcceleratorJob:
         priority=spec["priority"],
         elastic=spec["elastic"],
         template=spec["template"],
+        restart_s=(spec.get("checkpoint") or {}).get("restartSeconds"),
     )
