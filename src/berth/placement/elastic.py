@@ -1,6 +1,6 @@
-"""rebalance(...) -> resizes of running elastic jobs, pure; one period of berth's elasticity.
+"""rebalance(...) -> resizes and moves of running jobs, pure; one period of berth's elasticity.
 
-Three moves, in this order, each within the job's count range and only on its own type:
+Four steps, in this order, each within the job's count range (the first three on its own type):
 
 1. shrink to admit: a waiting job that fits nowhere frees devices of a type it allows by
    shrinking elastic jobs of that type towards their min, lowest marginal loss first (the
@@ -18,7 +18,7 @@ Three moves, in this order, each within the job's count range and only on its ow
    and rigid jobs that declared the checkpoint contract (`resumable`) move; a rigid job keeps
    its count. A move only takes devices of a type that stays at least `move_headroom` idle
    after it: it holds them for all its remaining work, and in the ITP simulation moves into a
-   busy type, or moves of late jobs, cost more deadlines of later arrivals than they saved.
+   busier type cost later arrivals more deadlines than they saved.
 
 Whole workers are added or removed (torchrun's elastic agents come and go as nodes), a resized
 job pays `restart_s` of lost progress (checkpoint and restart), a job is not resized again
@@ -257,7 +257,7 @@ def rebalance(
         for type_id in w.types:
             names = free.eligible(w.job, type_id)
             if free.total(names) >= need or donors(type_id, names, need, w.job.priority, w.id):
-                free.take(names, need)  # held for it: no later move may take them
+                free.take(names, need)  # held for it: no later step may take them
                 break
 
     # 2. grow to meet deadlines, most urgent first, shrinking others if need be;
