@@ -435,8 +435,9 @@ class Reconciler:
         changed: dict[str, Placement] = {}
         for r in rebalance(snapshot, running, queue, now.timestamp(), self.elastic):
             job = by_uid[r.id]
-            placement, history = resizing.resized(self._current(job)[1], r, now)
-            was = self._current(job)[1]["placement"]["type"]
+            current = self._current(job)[1]
+            placement, history = resizing.resized(current, r, now)
+            was = current["placement"]["type"]
             to = f"x{r.to_count}" if r.type == was else f"{r.type} x{r.to_count}"
             message = (
                 f"{was} x{r.from_count} -> {to} on {placement['nodeNames']}: "

@@ -16,10 +16,8 @@ from typing import Any
 
 from berth.core.job import AcceleratorJob
 from berth.operator.workers import Placement
-from berth.placement.elastic import Resize, RunningJob, of_type
+from berth.placement.elastic import Key, Resize, RunningJob, by_type
 from berth.placement.plan import Prediction, deadline_budget
-
-Key = tuple[str, int]  # (type, count)
 
 MAX_RESIZES_KEPT = 16  # status.resizes keeps the latest
 
@@ -49,12 +47,9 @@ def remaining_samples(
         return None
     placement = status["placement"]
     resizes = [r for r in status.get("resizes") or () if "time" in r]
-    first = resizes[0] if resizes else None
-    held: Key = (
-        (str(first.get("fromType", placement["type"])), int(first["fromCount"]))
-        if first
-        else (str(placement["type"]), int(placement["count"]))
-    )
+    held: Key = (str(placement["type"]), int(placement["count"]))
+    if resizes:  # the allocation it started on
+        held = (str(resizes[0].get("fromType", held[0])), int(resizes[0]["fromCount"]))
     done, since = 0.0, started
     for r in resizes:
         at = max(_time(r["time"]), since)
@@ -84,10 +79,10 @@ def running_job(
     last = _time(resizes[-1]["time"]) if resizes else -math.inf
     remaining = remaining_samples(job, status, found, now.timestamp())
     deadline = deadline_budget(job, now)  # None without known work: no remaining to judge by
-    elsewhere = {k: p for k, p in found.items() if k[0] != type_id}
+    here, elsewhere = by_type(found, type_id)
     return RunningJob(
-        uid, job, type_id, shares, remaining, deadline, last, of_type(found, type_id),
-        job.restart_s, elsewhere, resumable=job.restart_s is not None,
+        uid, job, type_id, shares, remaining, deadline, last, here, job.restart_s, elsewhere,
+        resumable=job.restart_s is not None,
     )  # fmt: skip
 
 
@@ -140,9 +135,7 @@ def stale_workers(
         k = name[len(prefix) :]
         if not (name.startswith(prefix) and k.isdigit() and str(int(k)) == k):
             continue
-        if int(k) >= len(placement.shares) or _pinned_node(pod) not in (
-            None,
-            placement.shares[int(k)].node,
-        ):
+        share = placement.shares[int(k)] if int(k) < len(placement.shares) else None
+        if share is None or _pinned_node(pod) not in (None, share.node):
             stale.append(name)
     return sorted(stale)

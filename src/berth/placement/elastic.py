@@ -39,6 +39,7 @@ from berth.placement.plan import Prediction, min_memory_mib, worker_need
 from berth.placement.score import objective_scores
 
 Shares = tuple[tuple[str, int], ...]  # (node, devices) per worker
+Key = tuple[str, int]  # (type, count)
 
 
 @dataclass(frozen=True)
@@ -63,7 +64,7 @@ class RunningJob:
     last_resize_s: float  # when it was last resized (-inf: never; placement is not a resize)
     predictions: Mapping[int, Prediction]  # count -> prediction on this type
     restart_s: float | None = None  # this job's resize cost; None: the settings' default
-    elsewhere: Mapping[tuple[str, int], Prediction] = field(default_factory=dict)  # other types
+    elsewhere: Mapping[Key, Prediction] = field(default_factory=dict)  # other types
     resumable: bool = False  # rigid, but restarts from its checkpoint: may move, same count
 
     @property
@@ -89,9 +90,13 @@ class Resize:
     predicted_gain: str
 
 
-def of_type(found: Mapping[tuple[str, int], Prediction], type_id: str) -> dict[int, Prediction]:
-    """(type, count) -> prediction, narrowed to one type: what RunningJob.predictions holds."""
-    return {c: p for (t, c), p in found.items() if t == type_id}
+def by_type(
+    found: Mapping[Key, Prediction], type_id: str
+) -> tuple[dict[int, Prediction], dict[Key, Prediction]]:
+    """(type, count) -> prediction, split into what RunningJob.predictions (this type, by
+    count) and RunningJob.elsewhere (every other type) hold."""
+    here = {c: p for (t, c), p in found.items() if t == type_id}
+    return here, {k: p for k, p in found.items() if k[0] != type_id}
 
 
 def _rate(r: RunningJob, count: int) -> float | None:
@@ -302,22 +307,24 @@ def rebalance(
         if not r.elsewhere or not movable(r, moving=True):
             continue
         count = r.job.accelerators.count
-        fits: dict[tuple[str, int], tuple[Prediction, list[str]]] = {}
+        usable: dict[str, list[str]] = {}  # type -> nodes the job may use there
+        fits: dict[tuple[str, int], Prediction] = {}
         for (type_id, c), p in r.elsewhere.items():
             if type_id == r.type or not count.min <= c <= count.max:
                 continue
-            if (not r.job.elastic and c != r.count) or free.idle_share(type_id, c) < (
-                settings.move_headroom
-            ):
+            if not r.job.elastic and c != r.count:
                 continue
-            names = free.eligible(r.job, type_id)
-            if free.total(names) >= c:
-                fits[(type_id, c)] = (p, names)
-        chosen = _better_type(r, {k: p for k, (p, _) in fits.items()}, settings)
+            if free.idle_share(type_id, c) < settings.move_headroom:
+                continue
+            if type_id not in usable:
+                usable[type_id] = free.eligible(r.job, type_id)
+            if free.total(usable[type_id]) >= c:
+                fits[(type_id, c)] = p
+        chosen = _better_type(r, fits, settings)
         if chosen is None:
             continue
         (type_id, c), gain = chosen
-        shares = free.take(fits[(type_id, c)][1], c)
+        shares = free.take(usable[type_id], c)
         if shares is None:
             continue
         free.give(r.shares)

@@ -27,12 +27,13 @@ from datetime import UTC, datetime, timedelta
 from berth.core.job import AcceleratorJob
 from berth.core.snapshot import ClusterSnapshot, NodeState, Resources
 from berth.placement.elastic import (
+    Key,
     Resize,
     RunningJob,
     Settings,
     Shares,
     WaitingJob,
-    of_type,
+    by_type,
     rebalance,
 )
 from berth.placement.nodes import devices_free
@@ -170,8 +171,8 @@ def simulate(
     awake_since: dict[str, float] = {}
     run = Run()
     told: dict[str, Mapping[tuple[str, int], Prediction]] = {}
-    scaling: dict[tuple[str, str], dict[int, Prediction]] = {}  # (job, type) -> count ->
-    elsewhere: dict[tuple[str, str], dict[tuple[str, int], Prediction]] = {}  # other types
+    # (job, type) -> (count -> prediction on it, (type, count) -> prediction elsewhere)
+    scaling: dict[tuple[str, str], tuple[dict[int, Prediction], dict[Key, Prediction]]] = {}
     types: dict[str, tuple[str, ...]] = {}  # job -> the types it was offered predictions on
     running: dict[str, _Live] = {}
     events: list[tuple[float, int, int, int]] = [
@@ -295,13 +296,12 @@ def simulate(
             live.advance(now)
             key = (job.id, live.type)
             if key not in scaling:
-                scaling[key] = of_type(predicted(job), live.type)
-                elsewhere[key] = {k: p for k, p in predicted(job).items() if k[0] != live.type}
+                scaling[key] = by_type(predicted(job), live.type)
+            here, elsewhere = scaling[key]
             deadline = None if job.deadline_s is None else job.deadline_s - now
             views.append(
                 RunningJob(job_id, job.job, live.type, live.shares, live.remaining, deadline,
-                           live.last_resize_s, scaling[key], elasticity.restart_s(job),
-                           elsewhere[key])
+                           live.last_resize_s, here, elasticity.restart_s(job), elsewhere)
             )  # fmt: skip
         for i in pending:
             if jobs[i].id not in types:
