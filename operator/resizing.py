@@ -15,6 +15,7 @@ from datetime import datetime
 from typing import Any
 
 from berth.core.job import AcceleratorJob
+from berth.core.snapshot import GPU_RESOURCE
 from berth.operator.workers import Placement
 from berth.placement.elastic import Key, Resize, RunningJob, by_type
 from berth.placement.plan import Prediction, deadline_budget
@@ -123,19 +124,38 @@ def _pinned_node(pod: Mapping[str, Any]) -> str | None:
     return None
 
 
+def _devices(pod: Mapping[str, Any]) -> int | None:
+    containers = (pod.get("spec") or {}).get("containers") or ()
+    limits = ((containers[0].get("resources") or {}).get("limits") or {}) if containers else {}
+    return int(limits[GPU_RESOURCE]) if GPU_RESOURCE in limits else None
+
+
 def stale_workers(
     job_name: str, placement: Placement, own: Mapping[str, Mapping[str, Any]]
 ) -> list[str]:
     """This job's worker Pods the recorded placement no longer holds: beyond its workers (a
-    shrink) or on another node than their share (a move). Only names of the form the job's own
-    workers have, so no other Pod is ever touched."""
+    shrink), on another node than their share (a move) or with another device count (a Pod's
+    devices cannot change). Only names of the form the job's own workers have, so no other Pod
+    is ever touched.
+
+    Worker 0 hosts torchrun's rendezvous store: when it is stale, every worker is, so all
+    restart from the checkpoint around the new worker 0 and the group is never split in two."""
     prefix = f"{job_name}-w"
-    stale = []
+    workers = {}
     for name, pod in own.items():
         k = name[len(prefix) :]
-        if not (name.startswith(prefix) and k.isdigit() and str(int(k)) == k):
-            continue
-        share = placement.shares[int(k)] if int(k) < len(placement.shares) else None
-        if share is None or _pinned_node(pod) not in (None, share.node):
-            stale.append(name)
-    return sorted(stale)
+        if name.startswith(prefix) and k.isdigit() and str(int(k)) == k:
+            workers[int(k)] = name
+    stale = []
+    for k, name in workers.items():
+        pod = own[name]
+        share = placement.shares[k] if k < len(placement.shares) else None
+        if (
+            share is None
+            or _pinned_node(pod) not in (None, share.node)
+            or _devices(pod) not in (None, share.devices)
+        ):
+            stale.append(k)
+    if 0 in stale:
+        stale = list(workers)
+    return sorted(workers[k] for k in stale)

@@ -33,6 +33,8 @@ def slim_pod(body: Mapping[str, Any]) -> dict[str, Any]:
         },
         "spec": {
             "nodeName": spec.get("nodeName"),
+            # Where berth pinned its own worker before it is bound (stale_workers reads it).
+            "affinity": {"nodeAffinity": (spec.get("affinity") or {}).get("nodeAffinity")},
             "containers": [{"resources": c.get("resources") or {}} for c in spec["containers"]],
             "initContainers": [
                 {"resources": c.get("resources") or {}, "restartPolicy": c.get("restartPolicy")}

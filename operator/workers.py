@@ -76,30 +76,63 @@ def service(job: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-def _env(job: Mapping[str, Any], placement: Placement, k: int) -> list[dict[str, str]]:
+# torchrun's restart budget (PET_MAX_RESTARTS). A shrink costs each surviving agent one: its
+# workers lose a peer, fail, and re-form at the smaller size. A grow costs none (a membership
+# change) and neither does a move or a change of worker 0 (every worker is made anew). berth
+# shrinks a job at most once per --resize-min-interval (15 min by default) and only after
+# growing it, so 100 lasts more than two days of back-to-back resizes. When an agent runs out
+# it closes the rendezvous for the whole job, so the budget must outlast berth's decisions.
+ELASTIC_RESTARTS = 100
+RIGID_RESTARTS = 3  # berth never shrinks a rigid job: these are for the job's own failures
+# Seconds a rendezvous that has its minimum waits for more agents. berth creates all workers
+# of a placement together, so they start within seconds of each other; a later one joins as a
+# waiting node and the group re-forms with it (a membership change, no restart spent).
+LAST_CALL_S = 5
+
+
+def rendezvous_endpoint(job_name: str, namespace: str) -> str:
+    """Worker 0's own DNS name (hostname.subdomain.namespace.svc): one pod, never the Service,
+    whose name resolves to every worker and would let each agent find itself and host a store."""
+    return f"{worker_name(job_name, 0)}.{job_name}.{namespace}.svc:{RDZV_PORT}"
+
+
+def _torchrun_env(job: Mapping[str, Any], placement: Placement, k: int) -> dict[str, str]:
     meta, spec = job["metadata"], job["spec"]
     workers = len(placement.shares)
+    elastic = bool(spec.get("elastic", False))
+    count = spec.get("accelerators", {}).get("count", {})
+    return {
+        # Elastic: survivors of a shrink keep their agent, so the minimum is one worker.
+        "PET_NNODES": f"1:{max(workers, int(count.get('max', workers)))}"
+        if elastic
+        else f"{workers}:{workers}",
+        "PET_NPROC_PER_NODE": str(placement.shares[k].devices),
+        "PET_RDZV_BACKEND": "c10d",
+        "PET_RDZV_ENDPOINT": rendezvous_endpoint(meta["name"], meta["namespace"]),
+        "PET_RDZV_ID": meta["uid"],
+        # Exactly one store host, told, not guessed from its addresses: worker 0. The others
+        # only connect, and retry while worker 0's DNS record is not there yet.
+        "PET_RDZV_CONF": f"is_host={int(k == 0)},last_call_timeout={LAST_CALL_S}",
+        "PET_MAX_RESTARTS": str(ELASTIC_RESTARTS if elastic else RIGID_RESTARTS),
+        # Rank 0 reusing the rendezvous store does not rewrite MASTER_ADDR for the next round,
+        # so an agent that joins later (a grow) waits for it forever; a store per round does.
+        "TORCH_DISABLE_SHARE_RDZV_TCP_STORE": "1",
+    }
+
+
+def _env(job: Mapping[str, Any], placement: Placement, k: int) -> list[dict[str, str]]:
+    meta, spec = job["metadata"], job["spec"]
     env = {
         "BERTH_JOB": meta["name"],
         "BERTH_WORKER": str(k),
-        "BERTH_WORKERS": str(workers),
+        # At creation: survivors of a resize keep these; torchrun gives each worker the
+        # current WORLD_SIZE and RANK.
+        "BERTH_WORKERS": str(len(placement.shares)),
         "BERTH_ACCELERATOR": placement.type,
         "BERTH_WORLD_SIZE": str(placement.count),
     }
     if spec["workload"]["kind"] == "training":
-        count = spec.get("accelerators", {}).get("count", {})
-        elastic = bool(spec.get("elastic", False))
-        # Elastic jobs may gain or lose whole workers within the user's device range.
-        low = 1 if elastic else workers
-        high = max(workers, int(count.get("max", workers))) if elastic else workers
-        env |= {
-            "PET_NNODES": f"{low}:{high}",
-            "PET_NPROC_PER_NODE": str(placement.shares[k].devices),
-            "PET_RDZV_BACKEND": "c10d",
-            "PET_RDZV_ENDPOINT": f"{meta['name']}.{meta['namespace']}.svc:{RDZV_PORT}",
-            "PET_RDZV_ID": meta["uid"],
-            "WORLD_SIZE": str(placement.count),
-        }
+        env |= _torchrun_env(job, placement, k)
     return [{"name": key, "value": value} for key, value in env.items()]
 
 
@@ -119,8 +152,10 @@ def worker_pods(
     for k, share in enumerate(placement.shares):
         pod_spec = copy.deepcopy(dict(template["spec"]))
         pod_spec.setdefault("restartPolicy", _default_restart_policy(spec["workload"]["kind"]))
-        pod_spec.setdefault("subdomain", meta["name"])
-        pod_spec.setdefault("hostname", worker_name(meta["name"], k))
+        # Always berth's: each worker's DNS name (hostname.subdomain) is the rendezvous
+        # endpoint's for worker 0, so a template's own would leave it unresolvable or shared.
+        pod_spec["subdomain"] = meta["name"]
+        pod_spec["hostname"] = worker_name(meta["name"], k)
         terms: list[dict[str, Any]] = [
             {"matchFields": [{"key": "metadata.name", "operator": "In", "values": [share.node]}]}
         ]

@@ -192,7 +192,7 @@ def test_the_training_workers_get_torchrun_rendezvous_through_a_headless_service
     name, ns = "resnet50-imagenet", examples["resnet50-imagenet"]
     env.status(name, ns, "Running")
     env_vars = {e.name: e.value for e in env.workers(name, ns)[0].spec.containers[0].env}
-    assert env_vars["PET_RDZV_ENDPOINT"] == f"{name}.{ns}.svc:29400"
+    assert env_vars["PET_RDZV_ENDPOINT"] == f"{name}-w0.{name}.{ns}.svc:29400"
     assert env_vars["PET_NNODES"].startswith("1:")  # elastic: workers may come and go
     svc = env.core.read_namespaced_service(name, ns)
     assert svc.spec.cluster_ip == "None"

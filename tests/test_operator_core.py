@@ -87,8 +87,46 @@ def test_training_workers_get_torchrun_rendezvous_env() -> None:
     }
     assert env["PET_NNODES"] == "2:2"  # rigid: exactly the placed workers
     assert env["PET_NPROC_PER_NODE"] == "2"
-    assert env["PET_RDZV_ENDPOINT"] == "gpt2-finetune.ns.svc:29400"
-    assert env["WORLD_SIZE"] == "6"
+    assert env["PET_RDZV_ENDPOINT"] == "gpt2-finetune-w0.gpt2-finetune.ns.svc:29400"
+    assert env["PET_MAX_RESTARTS"] == "3"
+    assert env["TORCH_DISABLE_SHARE_RDZV_TCP_STORE"] == "1"
+    assert "WORLD_SIZE" not in env  # torchrun's, per rendezvous round
+
+
+def env_of(pod: dict[str, Any]) -> dict[str, str]:
+    return {e["name"]: e["value"] for e in pod["spec"]["containers"][0]["env"]}
+
+
+def dns_name(pod: dict[str, Any]) -> str:
+    """What cluster DNS serves for a pod of a headless Service: hostname.subdomain.ns.svc."""
+    spec, meta = pod["spec"], pod["metadata"]
+    return f"{spec['hostname']}.{spec['subdomain']}.{meta['namespace']}.svc"
+
+
+@pytest.mark.parametrize(
+    "example", ["elastic-resnet50-training.yaml", "gpt2-finetune-deadline.yaml"]
+)
+@pytest.mark.parametrize("workers", [1, 2, 5])
+def test_the_rendezvous_endpoint_names_one_pod_and_only_it_hosts_the_store(
+    example: str, workers: int
+) -> None:
+    job = api_job(example)
+    # A template's own hostname or subdomain would make the endpoint name no pod, or several.
+    job["spec"]["template"]["spec"] |= {"hostname": "mine", "subdomain": "shared"}
+    shares = tuple(Share(f"a100-{i}", 1) for i in range(workers))
+    pods = worker_pods(job, Placement("a100", workers, shares), {})
+    host = env_of(pods[0])["PET_RDZV_ENDPOINT"].rsplit(":", 1)[0]
+    assert [dns_name(p) for p in pods].count(host) == 1
+    assert host != f"{service(job)['metadata']['name']}.ns.svc"  # resolves to every worker
+    hosts = [p for p in pods if "is_host=1" in env_of(p)["PET_RDZV_CONF"].split(",")]
+    assert hosts == [pods[0]] and dns_name(pods[0]) == host
+    assert all("is_host=0" in env_of(p)["PET_RDZV_CONF"].split(",") for p in pods[1:])
+
+
+def test_an_elastic_workers_rendezvous_admits_down_to_one_worker_with_a_restart_budget() -> None:
+    env = env_of(worker_pods(api_job("elastic-resnet50-training.yaml"), TWO_NODES, {})[0])
+    assert env["PET_NNODES"].startswith("1:")  # survivors of a shrink keep their agent
+    assert int(env["PET_MAX_RESTARTS"]) >= 8  # each shrink costs the survivors one
 
 
 def test_an_inference_worker_gets_no_rendezvous_and_restarts_always() -> None:
@@ -256,8 +294,33 @@ def test_stale_workers_are_only_this_jobs_workers_beyond_its_count() -> None:
 
 def test_stale_workers_include_those_on_nodes_a_moved_job_left() -> None:
     own = {"job-w0": on_node("a0"), "job-w1": on_node("t1"), "other-w0": on_node("a0")}
-    placement = Placement("t4", 4, (Share("t0", 2), Share("t1", 2)))
-    assert resizing.stale_workers("job", placement, own) == ["job-w0"]
+    placement = Placement("t4", 4, (Share("t1", 2), Share("t1", 2)))
+    assert resizing.stale_workers("job", placement, own) == ["job-w0", "job-w1"]
+
+
+def test_when_worker_0_is_stale_every_worker_is() -> None:
+    own = {"job-w0": on_node("a0"), "job-w1": on_node("a1"), "job-w2": on_node("a2")}
+    placement = Placement("a100", 2, (Share("a1", 1), Share("a2", 1)))  # a0 given back
+    assert resizing.stale_workers("job", placement, own) == ["job-w0", "job-w1", "job-w2"]
+
+
+def test_a_worker_whose_share_changed_its_device_count_is_stale() -> None:
+    def worker(node: str, gpus: int) -> dict[str, Any]:
+        limits = {"nvidia.com/gpu": str(gpus)}
+        return {"spec": {"nodeName": node, "containers": [{"resources": {"limits": limits}}]}}
+
+    own = {"job-w0": worker("a0", 2), "job-w1": worker("a1", 2)}
+    placement = Placement("a100", 6, (Share("a0", 2), Share("a1", 4)))
+    assert resizing.stale_workers("job", placement, own) == ["job-w1"]
+
+
+def test_an_unbound_worker_keeps_the_node_it_was_pinned_to_in_the_cache() -> None:
+    job = api_job("elastic-resnet50-training.yaml")
+    pod = state.slim_pod(worker_pods(job, TWO_NODES, {})[1])
+    moved = Placement("a100", 6, (Share("a100-0", 4), Share("a100-9", 2)))
+    assert resizing.stale_workers("resnet50-imagenet", moved, {"resnet50-imagenet-w1": pod}) == [
+        "resnet50-imagenet-w1"
+    ]
 
 
 def test_work_left_is_modelled_from_each_allocations_predicted_rate() -> None:
