@@ -141,12 +141,12 @@ def stale_workers(
     Worker 0 hosts torchrun's rendezvous store: when it is stale, every worker is, so all
     restart from the checkpoint around the new worker 0 and the group is never split in two."""
     prefix = f"{job_name}-w"
-    workers = {}
-    for name, pod in own.items():
-        k = name[len(prefix) :]
-        if name.startswith(prefix) and k.isdigit() and str(int(k)) == k:
-            workers[int(k)] = name
-    stale = []
+    workers: dict[int, str] = {}
+    for name in own:
+        index = name[len(prefix) :]
+        if name.startswith(prefix) and index.isdigit() and str(int(index)) == index:
+            workers[int(index)] = name
+    stale: list[int] = []
     for k, name in workers.items():
         pod = own[name]
         share = placement.shares[k] if k < len(placement.shares) else None

@@ -25,7 +25,9 @@ LABELS = ("berth_job", "family", "batch_size", "accelerator", "world_size")
 
 
 class Progress:
-    def __init__(self, family: str, batch_size: int) -> None:
+    def __init__(self, family: str, batch_size: int, world_size: int | None = None) -> None:
+        """`world_size`: the live one (torch.distributed's); BERTH_WORLD_SIZE is the world
+        at the worker's creation, stale once berth resizes the job."""
         self.done = 0
         self.file: IO[str] | None = None
         path = os.environ.get(ENV_FILE)
@@ -44,7 +46,7 @@ class Progress:
                 family,
                 str(batch_size),
                 os.environ.get("BERTH_ACCELERATOR", ""),
-                os.environ.get("BERTH_WORLD_SIZE", "1"),
+                str(world_size or os.environ.get("BERTH_WORLD_SIZE", "1")),
             )
             start_http_server(int(port), registry=registry)
 
