@@ -18,7 +18,7 @@ def test_validate_prints_what_each_example_asks_for(capsys: pytest.CaptureFixtur
     assert main(["validate", str(EXAMPLES)]) == 0
     out = capsys.readouterr().out
     assert "ml-research/resnet50-imagenet" in out and "a100,h100,v100" in out
-    assert f"{len(list(EXAMPLES.glob('*.yaml')))} AcceleratorJob(s) valid" in out
+    assert f"{len(list(EXAMPLES.rglob('*.yaml')))} AcceleratorJob(s) valid" in out
 
 
 def test_validate_names_file_and_field_of_the_first_invalid_manifest(

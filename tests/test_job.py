@@ -11,7 +11,7 @@ from berth.core.job import check_deadline, parse_duration, parse_job
 from berth.core.validation import InvalidObject
 from tests.conftest import EXAMPLES, load_example
 
-EXAMPLE_FILES = sorted(p.name for p in EXAMPLES.glob("*.yaml"))
+EXAMPLE_FILES = sorted(str(p.relative_to(EXAMPLES)) for p in EXAMPLES.glob("**/*.yaml"))
 
 
 def test_there_are_examples_of_each_kind_a_user_writes() -> None:
@@ -100,3 +100,11 @@ def test_wrong_kind_or_missing_name_is_named(elastic_job: dict[str, Any]) -> Non
 def test_numbers_are_read_as_kubectl_reads_them() -> None:
     job = parse_job(load_example("rigid-lammps-hpc.yaml"))
     assert job.workload.flops_per_sample == 2.1e9
+
+
+def test_the_torchrun_example_runs_the_script_beside_it() -> None:
+    job = parse_job(load_example("torchrun/elastic-training.yaml"))
+    (container,) = job.template["spec"]["containers"]
+    assert job.elastic and container["command"][0] == "torchrun"
+    script = container["command"][1].rsplit("/", 1)[1]
+    assert (EXAMPLES / "torchrun" / script).exists()

@@ -7,31 +7,27 @@ Each case prints the world sizes its workers reported and the seconds from berth
 
 from __future__ import annotations
 
-import itertools
 import os
 from collections.abc import Iterator
-from pathlib import Path
-from typing import Any
 
 import pytest
-from kubernetes import client
 
-from berth.crds import GROUP, VERSION
-from e2e.cluster.kubelet import ProcessKubelet, missing_capabilities
-from tests.conftest import ROOT, own_control_plane
-from tests.kube import BerthProcess, eventually, operator, training_job
-from tests.torchrun import Generation, generations, since
+from e2e.cluster.kubelet import missing_capabilities
+from tests.torchrun import (
+    A100S,
+    NS,
+    T4,
+    Env,
+    accounted,
+    generations,
+    holder,
+    release,
+    since,
+    start,
+    trainer,
+)
 
 pytestmark = [pytest.mark.controlplane, pytest.mark.operator, pytest.mark.torchrun]
-PLURAL = "acceleratorjobs"
-NS = "torchrun"
-RESIZE = ["--resize-period", "2", "--resize-min-interval", "0"]
-A100S = {"name": "a100", "accelerator": "a100-sxm4-80gb", "gpusPerNode": 1, "nodes": 3,
-         "cpuCores": 16, "memory": "64Gi"}  # fmt: skip
-# Eight T4s on one node: a move onto two of them leaves the type idle enough to be allowed.
-T4 = {"name": "t4", "accelerator": "t4", "gpusPerNode": 8, "nodes": 1, "cpuCores": 16,
-      "memory": "64Gi"}  # fmt: skip
-TIMEOUT = 150  # s for a group to form: torch imports and rendezvous on two shared cores
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -43,70 +39,6 @@ def capable() -> None:
         pytest.skip(problem)
 
 
-class Env:
-    def __init__(self, core: client.CoreV1Api, api: client.ApiClient, op: BerthProcess,
-                 kubelet: ProcessKubelet, tmp: Path) -> None:  # fmt: skip
-        self.core, self.operator, self.kubelet, self.tmp = core, op, kubelet, tmp
-        self.jobs = client.CustomObjectsApi(api)
-
-    def create(self, job: dict[str, Any]) -> None:
-        self.jobs.create_namespaced_custom_object(GROUP, VERSION, NS, PLURAL, job)
-
-    def delete(self, name: str) -> None:
-        self.jobs.delete_namespaced_custom_object(GROUP, VERSION, NS, PLURAL, name)
-
-    def status(self, name: str) -> dict[str, Any]:
-        got = self.jobs.get_namespaced_custom_object(GROUP, VERSION, NS, PLURAL, name)
-        return dict(got.get("status") or {})
-
-    def created(self, name: str) -> str:
-        got = self.jobs.get_namespaced_custom_object(GROUP, VERSION, NS, PLURAL, name)
-        return str(got["metadata"]["creationTimestamp"])
-
-    def pods(self, name: str) -> list[client.V1Pod]:
-        return list(self.core.list_namespaced_pod(NS, label_selector=f"berth.dev/job={name}").items)
-
-    def until(self, what: str, check: Any, timeout: float = TIMEOUT) -> Any:
-        try:
-            return eventually(check, timeout, what=what)
-        except AssertionError as exc:
-            logs = "\n".join(
-                f"--- {p.metadata.name}\n{self.kubelet.log(NS, p.metadata.name)[-3000:]}"
-                for p in self.core.list_namespaced_pod(NS).items
-            )
-            raise AssertionError(
-                f"{exc}\nharness errors: {self.kubelet.errors[-5:]}\n{logs}\n{self.operator.tail()}"
-            ) from None
-
-    def world(self, job: str, size: int, after: float = 0.0) -> Generation:
-        """The first group of `size` workers formed after `after` (unix time)."""
-        reports = self.tmp / job / "reports"
-
-        def formed() -> Generation | None:
-            found = [g for g in generations(reports) if g.formed > after and g.world == size]
-            return found[0] if found else None
-
-        return self.until(f"{job}: a world of {size}", formed)  # type: ignore[no-any-return]
-
-
-def start(tmp: Path, pools: list[dict[str, Any]]) -> Iterator[Env]:
-    for cluster in own_control_plane(tmp / "plane"):
-        cluster.install_crd()
-        identity = cluster.service_account(ROOT / "operator" / "rbac.yaml", "berth-operator",
-                                           "berth-system")  # fmt: skip
-        cluster.namespace(NS)
-        kubelet = ProcessKubelet(cluster.core, tmp / "kubelet", cwd=ROOT)
-        try:
-            kubelet.start({"name": "harness", "pools": pools})
-            op = operator(identity, tmp / "operator.log", None, RESIZE).start()
-            try:
-                yield Env(cluster.core, cluster.api, op, kubelet, tmp)
-            finally:
-                op.stop()
-        finally:
-            kubelet.stop()
-
-
 @pytest.fixture(scope="module")
 def a100s(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
     yield from start(tmp_path_factory.mktemp("torchrun-elastic"), [A100S])
@@ -115,57 +47,6 @@ def a100s(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
 @pytest.fixture(scope="module")
 def mixed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
     yield from start(tmp_path_factory.mktemp("torchrun-move"), [{**A100S, "nodes": 2}, T4])
-
-
-def trainer(env: Env, name: str, low: int, high: int) -> dict[str, Any]:
-    """A training job whose workers run examples/elastic_train.py under torchrun."""
-    folder = env.tmp / name
-    for sub in ("checkpoints", "reports"):
-        (folder / sub).mkdir(parents=True, exist_ok=True)
-    job = training_job(name, low, high)
-    job["spec"]["workload"]["totalWork"] = {"samples": 10**9}
-    (container,) = job["spec"]["template"]["spec"]["containers"]
-    container["command"] = ["torchrun", "examples/elastic_train.py"]
-    container["args"] = [
-        "--checkpoint-dir", str(folder / "checkpoints"), "--report-dir", str(folder / "reports"),
-        "--progress-dir", str(folder / "reports"), "--total-samples", str(10**9),
-        "--step-seconds", "0.05", "--checkpoint-every", "20",
-    ]  # fmt: skip
-    return job
-
-
-def holder(env: Env, name: str, count: int, types: list[str], priority: int = 0) -> dict[str, Any]:
-    """A rigid job whose one worker holds its devices until its release file appears."""
-    job = training_job(name, count)
-    job["spec"] |= {"priority": priority}
-    job["spec"]["accelerators"]["types"] = types
-    (container,) = job["spec"]["template"]["spec"]["containers"]
-    done = env.tmp / f"{name}.release"
-    container["command"] = ["sh", "-c", f"until [ -e {done} ]; do sleep 0.2; done"]
-    return job
-
-
-def release(env: Env, name: str) -> None:
-    (env.tmp / f"{name}.release").touch()
-    env.until(f"{name} succeeded", lambda: env.status(name).get("phase") == "Succeeded")
-
-
-def accounted(env: Env, job: str) -> list[Generation]:
-    """Delete the job (every worker saves on SIGTERM), then check its progress: each group
-    resumed where the one before stopped, and every sample counted once, beyond the work since
-    the last checkpoint that a crash repeats (none here: every change was graceful)."""
-    env.delete(job)
-    env.until(f"{job}'s workers gone", lambda: not env.pods(job), timeout=90)
-    seen = generations(env.tmp / job / "reports")
-    for before, after in itertools.pairwise(seen):
-        assert after.formed >= before.last, f"two groups at once: {before} and {after}"
-        assert after.resumed == before.reached, f"{before} stopped where {after} did not resume"
-    import torch
-
-    final = torch.load(env.tmp / job / "checkpoints" / "latest.pt", weights_only=True)
-    assert int(final["samples"]) == seen[-1].reached
-    assert sum(g.counted for g in seen) == int(final["samples"])
-    return seen
 
 
 def test_an_elastic_job_forms_one_group_and_berth_grows_and_shrinks_it(a100s: Env) -> None:
@@ -203,6 +84,33 @@ def test_an_elastic_job_forms_one_group_and_berth_grows_and_shrinks_it(a100s: En
           f"each once")  # fmt: skip
     assert [g.world for g in seen] == [2, 3, 2]
     assert "forbidden" not in env.operator.log.read_text().lower()
+
+
+def test_the_harness_shows_the_split_that_the_services_name_as_endpoint_causes(
+    a100s: Env,
+) -> None:
+    """The harness is faithful to what broke before: with the endpoint on the Service's name
+    (which resolves to every worker) and no host named, each agent finds its own address in
+    it, hosts a store of its own and trains alone."""
+    env = a100s
+    job = trainer(env, "split", 2, 2)
+    job["spec"]["elastic"] = True
+    (container,) = job["spec"]["template"]["spec"]["containers"]
+    container["env"] = [  # after berth's: the last of a name wins, as in Kubernetes
+        {"name": "PET_RDZV_ENDPOINT", "value": f"split.{NS}.svc:29400"},
+        {"name": "PET_RDZV_CONF", "value": "last_call_timeout=5"},
+    ]
+    env.create(job)
+    alone = env.until(
+        "two groups of one",
+        lambda: (
+            len(found := [g for g in generations(env.tmp / "split" / "reports") if g.world == 1])
+            >= 2
+            and found
+        ),
+    )
+    assert sorted(h for g in alone for h in g.hosts) == ["split-w0", "split-w1"]
+    env.delete("split")
 
 
 def test_a_rigid_job_forms_one_group_of_two_and_resumes_from_its_save_after_a_move(

@@ -14,7 +14,7 @@ What it does for that, and what any script of yours must do too:
 `--report-dir` appends one JSON line per event (formed, checkpoint, exit) for each process: the
 workers' own account of the world they ran in, which berth's tests assert on.
 
-    torchrun examples/elastic_train.py --checkpoint-dir /ckpt --total-samples 1000000
+    torchrun examples/torchrun/elastic_train.py --checkpoint-dir /ckpt --total-samples 1000000
 """
 
 from __future__ import annotations
