@@ -93,8 +93,8 @@ def test_the_harness_shows_the_split_that_the_services_name_as_endpoint_causes(
     (which resolves to every worker) and no host named, each agent finds its own address in
     it, hosts a store of its own and trains alone."""
     env = a100s
-    job = trainer(env, "split", 2, 2)
-    job["spec"]["elastic"] = True
+    job = trainer(env, "split", 1, 2)
+    job["spec"] |= {"elastic": True, "objective": {"type": "time"}}  # both free nodes
     (container,) = job["spec"]["template"]["spec"]["containers"]
     container["env"] = [  # after berth's: the last of a name wins, as in Kubernetes
         {"name": "PET_RDZV_ENDPOINT", "value": f"split.{NS}.svc:29400"},
