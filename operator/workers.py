@@ -88,6 +88,9 @@ RIGID_RESTARTS = 3  # berth never shrinks a rigid job: these are for the job's o
 # of a placement together, so they start within seconds of each other; a later one joins as a
 # waiting node and the group re-forms with it (a membership change, no restart spent).
 LAST_CALL_S = 5
+# A shrunk job's survivors re-form only once the departed agent's heartbeats have lapsed
+# (interval x attempts); torch's 5 s x 3 made a shrink take 22.6 s (median of 3, bench/).
+KEEP_ALIVE_S, KEEP_ALIVE_ATTEMPTS = 1, 3
 
 
 def rendezvous_endpoint(job_name: str, namespace: str) -> str:
@@ -112,7 +115,8 @@ def _torchrun_env(job: Mapping[str, Any], placement: Placement, k: int) -> dict[
         "PET_RDZV_ID": meta["uid"],
         # Exactly one store host, told, not guessed from its addresses: worker 0. The others
         # only connect, and retry while worker 0's DNS record is not there yet.
-        "PET_RDZV_CONF": f"is_host={int(k == 0)},last_call_timeout={LAST_CALL_S}",
+        "PET_RDZV_CONF": f"is_host={int(k == 0)},last_call_timeout={LAST_CALL_S},"
+        f"keep_alive_interval={KEEP_ALIVE_S},keep_alive_max_attempt={KEEP_ALIVE_ATTEMPTS}",
         "PET_MAX_RESTARTS": str(ELASTIC_RESTARTS if elastic else RIGID_RESTARTS),
         # Rank 0 reusing the rendezvous store does not rewrite MASTER_ADDR for the next round,
         # so an agent that joins later (a grow) waits for it forever; a store per round does.
