@@ -22,9 +22,10 @@ from typing import Any
 from berth.core.cluster import node_objects, parse_cluster
 from berth.core.job import parse_job
 from berth.core.manifest import load_documents
+from berth.core.prediction import Prediction
 from berth.core.provenance import measured, predicted
 from berth.core.snapshot import build_snapshot
-from berth.placement.plan import Prediction, decide
+from berth.placement.plan import decide
 
 NOW = datetime(2026, 11, 24, tzinfo=UTC)
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "gpt2-finetune-deadline.yaml"

@@ -19,9 +19,9 @@ from pathlib import Path
 
 import yaml
 
+from berth.core import tables
 from berth.core.cluster import node_objects, parse_cluster
 from berth.core.snapshot import build_snapshot
-from berth.recommender import tables
 from berth.recommender.model import load as load_model
 from berth.simulate import CLUSTERS
 from berth.simulator.run import (

@@ -18,10 +18,10 @@ from typing import Any
 
 from berth.core.catalog import CPU, DEFAULT_VARIANT, VARIANTS, CpuClass, Variant
 from berth.core.job import AcceleratorJob
+from berth.core.prediction import Prediction
 from berth.core.provenance import predicted
 from berth.core.snapshot import ClusterSnapshot
 from berth.placement.fallback import SpecTransfer
-from berth.placement.plan import Prediction
 from berth.placement.roofline import Roofline, cpu_class
 from berth.recommender.client import RecommenderRefused, RecommenderUnavailable
 

@@ -34,7 +34,9 @@ from typing import Any
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 
+from berth.core import tables
 from berth.core.job import AcceleratorJob, check_deadline, parse_job
+from berth.core.prediction import Prediction
 from berth.core.snapshot import (
     LABEL_GPU_PRODUCT,
     ClusterSnapshot,
@@ -50,9 +52,8 @@ from berth.operator.workers import LABEL_JOB, Placement, service, worker_name, w
 from berth.placement.deadline import admission
 from berth.placement.elastic import Settings, WaitingJob, rebalance
 from berth.placement.fallback import SpecTransfer
-from berth.placement.plan import Prediction, deadline_budget, decide
+from berth.placement.plan import deadline_budget, decide
 from berth.placement.roofline import Roofline
-from berth.recommender import tables
 from berth.recommender.client import RecommenderUnavailable
 
 log = logging.getLogger("berth.operator")

@@ -10,8 +10,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from berth import progress
-from berth.recommender import dataset, tables
+from berth.core import tables
+from berth.progress_bar import bar
+from berth.recommender import dataset
 from berth.recommender.model import SHIPPED
 
 
@@ -110,9 +111,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     rows = dataset.build(records, power)
     rest, test = train.split(len(rows), s.test_fraction, s.seed)
     print(f"training on {len(rest)} rows ({len(test)} held out) ...", file=sys.stderr)
-    trained = train.fit(
-        rows.subset(rest), s, progress.bar("ensemble", s.members, "members", args.quiet)
-    )
+    trained = train.fit(rows.subset(rest), s, bar("ensemble", s.members, "members", args.quiet))
 
     truth = GroundTruth(records, power)
     metrics = {
@@ -149,8 +148,7 @@ def _measured(args: argparse.Namespace) -> list[Any]:
 
 
 def _retrain(args: argparse.Namespace) -> int:
-    from berth.profiler import retrain
-    from berth.recommender import train
+    from berth.recommender import retrain, train
     from berth.recommender.model import ModelError, load
 
     try:
@@ -168,7 +166,7 @@ def _retrain(args: argparse.Namespace) -> int:
     d = retrain.data(new, s.test_fraction, s.seed)
     print(f"training on {len(d.train)} rows ({len(new)} measured record(s) added; "
           f"{len(d.held_out)} held out) ...", file=sys.stderr)  # fmt: skip
-    trained = train.fit(d.train, s, progress.bar("ensemble", s.members, "members", args.quiet))
+    trained = train.fit(d.train, s, bar("ensemble", s.members, "members", args.quiet))
 
     report = retrain.compare(current.infer, trained.calibrated, d)
     report |= {"current_model": str(current_path), "current_sha256": current.sha256}

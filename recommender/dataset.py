@@ -15,9 +15,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from berth.core.catalog import DEFAULT_VARIANT, TYPES, Variant
-from berth.core.profile import ProfileRecord
+from berth.core.profile import PowerRecord, ProfileRecord
 from berth.recommender.features import features
-from berth.recommender.importers import PowerRecord
 
 
 def variant_of(type_id: str, tdp_w: float | None = None) -> Variant:

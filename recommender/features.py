@@ -12,7 +12,7 @@ import math
 from collections.abc import Sequence
 
 from berth.core.catalog import Variant
-from berth.recommender.families import FAMILIES
+from berth.core.families import FAMILIES
 
 DOMAINS = ("vision", "language", "speech", "recommendation")
 KNOWN_FAMILIES = tuple(sorted(FAMILIES))

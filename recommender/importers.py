@@ -5,16 +5,18 @@ Units are converted here and nowhere else, and each record says how (`conversion
 
 from __future__ import annotations
 
+import argparse
 import ast
 import csv
 import json
 import re
 import statistics
-from dataclasses import dataclass
+from collections.abc import Sequence
 from pathlib import Path
 
+from berth.core import tables
 from berth.core.catalog import resolve
-from berth.core.profile import ProfileRecord
+from berth.core.profile import PowerRecord, ProfileRecord
 
 _GAVEL_JOB = re.compile(r"^(?P<model>.+?) \(batch size (?P<batch>\d+)\)$")
 
@@ -146,20 +148,6 @@ def import_pollux_t4(folder: Path) -> tuple[list[ProfileRecord], list[str]]:
     return records, skipped
 
 
-@dataclass(frozen=True)
-class PowerRecord:
-    """Average board power of one device running a workload at the GPU's default power
-    limit: the median over the measured runs (batch sizes, optimizers) at that limit."""
-
-    family: str
-    accelerator: str
-    batch_size: int  # the median batch of those runs
-    watts: float
-    power_limit_w: float
-    runs: int
-    source: str
-
-
 ZEUS_FAMILIES = {"bert_base_uncased": "bert"}  # others keep Zeus's network name
 
 
@@ -191,3 +179,28 @@ def import_zeus_power(folder: Path) -> list[PowerRecord]:
                 )
             )
     return records
+
+
+def derive(shared: Path) -> tuple[list[ProfileRecord], list[PowerRecord]]:
+    records = (
+        import_elasticflow(shared / "elasticflow/throughputs_A100")[0]
+        + import_gavel(shared / "gavel/simulation_throughputs.json")[0]
+        + import_pollux_t4(shared / "pollux/t4_profiles")[0]
+    )
+    return records, import_zeus_power(shared / "zeus")
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        description="rewrite the shipped measured tables from the raw data"
+    )
+    parser.add_argument("shared", type=Path, help="the shared data folder (../shared/data)")
+    parser.add_argument("out", type=Path, help="where to write them (src/berth/data)")
+    args = parser.parse_args(argv)
+    records, power = derive(args.shared)
+    tables.write(args.out, records, power)
+    print(f"{len(records)} throughput and {len(power)} power records -> {args.out}")
+
+
+if __name__ == "__main__":
+    main()

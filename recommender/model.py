@@ -16,10 +16,10 @@ from typing import Any
 import numpy as np
 import onnxruntime as ort
 
+from berth.core import tables
 from berth.core.catalog import Variant
+from berth.core.prediction import Prediction
 from berth.core.provenance import predicted
-from berth.placement.plan import Prediction
-from berth.recommender import tables
 from berth.recommender.features import check_names, features
 
 SHIPPED = tables.SHIPPED / "recommender.onnx"

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from berth.core.job import Objective
-from berth.placement.plan import Prediction
+from berth.core.prediction import Prediction
 from berth.placement.score import objective_scores
 
 

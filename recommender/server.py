@@ -86,7 +86,7 @@ class Service:
             log.error("kept %s: the new file was refused: %s", self.model.version, exc)
 
     def measure_drift(self, runs: Any) -> float | None:
-        from berth.profiler import drift
+        from berth.recommender import drift
 
         mape: float | None = drift.throughput_mape(drift.pairs(self.model, runs))
         self.drift_runs.set(len(runs))

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from berth.core.prediction import Prediction
 from berth.core.snapshot import build_snapshot
 from berth.placement.eelas_like import eelas_like
 from berth.placement.gavel_like import gavel_like
 from berth.placement.kube_default import kube_default
-from berth.placement.plan import Prediction
 from tests.test_placement import A100, NOW, V100, job, pred
 from tests.test_snapshot import container, node, pod
 

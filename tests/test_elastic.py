@@ -10,10 +10,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from berth.core.job import AcceleratorJob, parse_job
+from berth.core.prediction import Prediction
 from berth.core.provenance import measured
 from berth.core.snapshot import build_snapshot
 from berth.placement.elastic import RunningJob, Settings, WaitingJob, rebalance
-from berth.placement.plan import Prediction
 from tests.conftest import load_example
 
 GPUS_PER_NODE = 8

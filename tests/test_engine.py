@@ -11,11 +11,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from berth.core.job import parse_job
+from berth.core.prediction import Prediction
 from berth.core.provenance import measured
 from berth.core.snapshot import NodeState, build_snapshot
 from berth.placement.elastic import Settings
 from berth.placement.kube_default import kube_default
-from berth.placement.plan import Prediction, decide
+from berth.placement.plan import decide
 from berth.simulator.engine import EPOCH, Elasticity, Policy, Run, SimJob, Truth, simulate
 from berth.simulator.traces import TraceJob, as_manifest
 from tests.test_placement import A100

@@ -7,9 +7,10 @@ from pathlib import Path
 
 import pytest
 
+from berth.core import tables
 from berth.core.profile import ProfileRecord
-from berth.recommender import tables
 from berth.recommender.importers import (
+    derive,
     import_elasticflow,
     import_gavel,
     import_pollux_t4,
@@ -86,7 +87,7 @@ def test_zeus_power_is_the_median_at_the_default_limit(shared_data: Path) -> Non
 
 
 def test_the_shipped_tables_are_what_the_importers_make(shared_data: Path) -> None:
-    assert tables.read() == tables.derive(shared_data)
+    assert tables.read() == derive(shared_data)
 
 
 def test_a_shipped_table_with_a_foreign_header_is_refused(tmp_path: Path) -> None:

@@ -10,18 +10,18 @@ from typing import Any
 
 import pytest
 
+from berth.core import tables
 from berth.core.catalog import VARIANTS
 from berth.core.cluster import node_objects, parse_cluster
 from berth.core.job import parse_job
+from berth.core.prediction import Prediction
 from berth.core.provenance import measured
 from berth.core.snapshot import build_snapshot, with_claims
 from berth.operator import predictions, resizing, state, status
 from berth.operator.workers import Placement, Share, service, worker_pods
 from berth.placement.elastic import Resize
 from berth.placement.fallback import SpecTransfer
-from berth.placement.plan import Prediction
 from berth.placement.roofline import Roofline
-from berth.recommender import tables
 from berth.recommender.client import RecommenderUnavailable
 from tests.conftest import load_example
 

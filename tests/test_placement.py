@@ -9,10 +9,11 @@ from typing import Any
 import pytest
 
 from berth.core.job import AcceleratorJob, parse_job
+from berth.core.prediction import Prediction
 from berth.core.provenance import measured, predicted
 from berth.core.snapshot import build_snapshot
 from berth.placement.deadline import admission
-from berth.placement.plan import Plan, Prediction, decide
+from berth.placement.plan import Plan, decide
 from tests.conftest import load_example
 from tests.test_snapshot import container, node, pod
 

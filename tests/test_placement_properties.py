@@ -10,9 +10,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from berth.core.job import AcceleratorJob
+from berth.core.prediction import Prediction
 from berth.core.snapshot import build_snapshot
 from berth.placement.nodes import devices_free, gang_picker, why_not
-from berth.placement.plan import Prediction, decide, min_memory_mib, worker_need
+from berth.placement.plan import decide, min_memory_mib, worker_need
 from tests.test_placement import A100, NOW, V100, job, pred
 from tests.test_snapshot import container, node, pod
 

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from berth.profiler.retrain import decide
+from berth.recommender.retrain import decide
 
 RECORDS = (
     "family,batch_size,accelerator,count,throughput,watts_per_device,source,conversion\n"

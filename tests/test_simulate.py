@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from berth.cli import main
-from berth.recommender import tables
+from berth.core import tables
 from berth.simulator.run import POLICIES, assign_workloads
 from berth.simulator.traces import load_itp, load_philly
 from berth.simulator.truth import GroundTruth

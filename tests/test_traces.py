@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 import yaml
 
+from berth.core import tables
 from berth.core.cluster import node_objects, parse_cluster
 from berth.core.job import parse_job
 from berth.core.snapshot import build_snapshot
-from berth.recommender import tables
 from berth.simulate import CLUSTERS
 from berth.simulator.engine import EPOCH
 from berth.simulator.run import prepare

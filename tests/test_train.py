@@ -7,7 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from berth.recommender import dataset, tables, train
+from berth.core import tables
+from berth.recommender import dataset, train
 from berth.recommender.model import load
 
 TINY = train.Settings(members=2, hidden=16, epochs=5, patience=5)

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import pytest
 
+from berth.core import tables
 from berth.core.catalog import VARIANTS
-from berth.core.profile import ProfileRecord, Rate, nearest
+from berth.core.profile import PowerRecord, ProfileRecord, Rate, nearest
 from berth.core.provenance import Origin
 from berth.placement.fallback import SpecTransfer
-from berth.recommender import tables
-from berth.recommender.importers import PowerRecord
 from berth.simulator.truth import GroundTruth
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 import itertools
 import json
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Generator
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -138,7 +138,7 @@ class Env:
         return self.until(f"{job}: a world of {size}", formed)  # type: ignore[no-any-return]
 
 
-def start(tmp: Path, pools: list[dict[str, Any]]) -> Iterator[Env]:
+def start(tmp: Path, pools: list[dict[str, Any]]) -> Generator[Env]:
     for cluster in own_control_plane(tmp / "plane"):
         cluster.install_crd()
         identity = cluster.service_account(ROOT / "operator" / "rbac.yaml", "berth-operator",

@@ -13,13 +13,13 @@ from typing import Any
 
 import yaml
 
-from berth import progress
+from berth.core import tables
 from berth.core.cluster import node_objects, parse_cluster
 from berth.core.snapshot import build_snapshot
 from berth.core.validation import InvalidObject
 from berth.placement.elastic import Settings
 from berth.placement.fallback import SpecTransfer
-from berth.recommender import tables
+from berth.progress_bar import bar
 from berth.recommender.model import ModelError
 from berth.recommender.model import load as load_model
 from berth.simulator.report import metrics, plot, table
@@ -153,8 +153,8 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     timelines = {}
     for name in names:
         began = time.perf_counter()
-        bar = progress.bar(name, len(work.jobs), "jobs", args.quiet)
-        run = run_policy(name, work, nodes, told, restart, bar)
+        shown = bar(name, len(work.jobs), "jobs", args.quiet)
+        run = run_policy(name, work, nodes, told, restart, shown)
         results[name] = metrics(run, gpus) | {"wall_s": time.perf_counter() - began}
         timelines[name] = run.busy_timeline
 

@@ -40,3 +40,17 @@ class Rate:
 def nearest(rates: Sequence[Rate], batch: int) -> Rate:
     """The measured rate at the global batch nearest `batch` on a log scale (ties: smaller)."""
     return min(rates, key=lambda r: (abs(math.log(r.batch / batch)), r.batch))
+
+
+@dataclass(frozen=True)
+class PowerRecord:
+    """Average board power of one device running a workload at the GPU's default power
+    limit: the median over the measured runs (batch sizes, optimizers) at that limit."""
+
+    family: str
+    accelerator: str
+    batch_size: int  # the median batch of those runs
+    watts: float
+    power_limit_w: float
+    runs: int
+    source: str

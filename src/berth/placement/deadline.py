@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from berth.core.job import AcceleratorJob
-from berth.placement.plan import Prediction
+from berth.core.prediction import Prediction
 
 
 @dataclass(frozen=True)

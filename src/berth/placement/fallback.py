@@ -12,9 +12,9 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 
 from berth.core.catalog import DEFAULT_VARIANT, Variant
+from berth.core.prediction import Prediction
 from berth.core.profile import ProfileRecord, Rate, nearest
 from berth.core.provenance import Figure, measured, modelled
-from berth.placement.plan import Prediction
 
 REFERENCE = "a100"
 TDP_FRACTION = 0.8  # a busy training GPU draws most of its limit (Zeus: 0.5-0.9 of it)

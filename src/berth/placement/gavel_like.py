@@ -7,8 +7,9 @@ from collections.abc import Mapping
 from datetime import datetime
 
 from berth.core.job import AcceleratorJob
+from berth.core.prediction import Prediction
 from berth.core.snapshot import ClusterSnapshot
-from berth.placement.plan import Plan, Prediction
+from berth.placement.plan import Plan
 from berth.placement.rigid import packed, rigid_plan
 
 

@@ -8,9 +8,10 @@ from collections.abc import Mapping
 from datetime import datetime
 
 from berth.core.job import AcceleratorJob
+from berth.core.prediction import Prediction
 from berth.core.snapshot import ClusterSnapshot, NodeState
 from berth.placement.nodes import Gang, devices_free
-from berth.placement.plan import Option, Plan, Prediction
+from berth.placement.plan import Option, Plan
 from berth.placement.rigid import rigid_plan
 
 

@@ -17,20 +17,12 @@ from datetime import datetime
 from berth.core.catalog import CPU
 from berth.core.energy import EnergyEstimate, NodeShare, estimate, node_idle_watts
 from berth.core.job import AcceleratorJob
-from berth.core.provenance import Figure
+from berth.core.prediction import Prediction
 from berth.core.snapshot import ClusterSnapshot, NodeState, pod_requests
 from berth.placement.nodes import Gang, WorkerNeed, devices_free, gang_picker, why_not
 from berth.placement.score import objective_scores
 
 MAX_ALTERNATIVES = 8  # the CRD's status.placement.alternatives maxItems
-
-
-@dataclass(frozen=True)
-class Prediction:
-    """What a predictor says of a job on `count` devices of one type."""
-
-    throughput: Figure  # samples/s of the whole job
-    device_watts: Figure  # average power per device (per node for cpu)
 
 
 @dataclass(frozen=True)

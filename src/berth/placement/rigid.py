@@ -10,12 +10,12 @@ from collections.abc import Callable, Mapping
 from datetime import datetime
 
 from berth.core.job import AcceleratorJob
+from berth.core.prediction import Prediction
 from berth.core.snapshot import ClusterSnapshot, NodeState
 from berth.placement.nodes import Gang, gang_picker, why_not
 from berth.placement.plan import (
     Option,
     Plan,
-    Prediction,
     deadline_budget,
     make_option,
     min_memory_mib,

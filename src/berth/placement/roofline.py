@@ -16,10 +16,10 @@ import math
 from collections.abc import Iterable
 
 from berth.core.catalog import CPU, CPU_CLASSES, CpuClass, Variant
+from berth.core.families import FAMILIES
 from berth.core.job import AcceleratorJob, Precision, WorkloadKind
+from berth.core.prediction import Prediction
 from berth.core.provenance import Figure, modelled
-from berth.placement.plan import Prediction
-from berth.recommender.families import FAMILIES
 
 NAME = "fallback: roofline estimate from datasheet peaks"
 EFFICIENCY = 0.4  # a typical achieved fraction of peak (model-FLOPs utilisation) on GPUs

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 
 from berth.core.job import AcceleratorJob
+from berth.core.prediction import Prediction
 from berth.core.snapshot import ClusterSnapshot, NodeState, Resources
 from berth.placement.elastic import (
     Key,
@@ -37,7 +38,7 @@ from berth.placement.elastic import (
     rebalance,
 )
 from berth.placement.nodes import devices_free
-from berth.placement.plan import Plan, Prediction
+from berth.placement.plan import Plan
 
 EPOCH = datetime(2021, 3, 1, tzinfo=UTC)  # trace second 0; the ITP traces start in 2021-03
 

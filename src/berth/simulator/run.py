@@ -20,12 +20,13 @@ from typing import Protocol
 
 from berth.core.catalog import VARIANTS, Variant
 from berth.core.job import CountRange, parse_job
+from berth.core.prediction import Prediction
 from berth.core.snapshot import NodeState
 from berth.placement.eelas_like import eelas_like
 from berth.placement.elastic import Settings
 from berth.placement.gavel_like import gavel_like
 from berth.placement.kube_default import kube_default
-from berth.placement.plan import Prediction, decide
+from berth.placement.plan import decide
 from berth.simulator.engine import EPOCH, Elasticity, Policy, Run, SimJob, Truth, simulate
 from berth.simulator.traces import TraceJob, as_manifest
 from berth.simulator.truth import GroundTruth

@@ -14,9 +14,8 @@ import statistics
 from collections.abc import Iterable
 
 from berth.core.catalog import Variant
-from berth.core.profile import ProfileRecord, Rate, nearest
+from berth.core.profile import PowerRecord, ProfileRecord, Rate, nearest
 from berth.core.provenance import Figure, measured, modelled
-from berth.recommender.importers import PowerRecord
 
 
 class GroundTruth:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from berth.core.catalog import DEFAULT_VARIANT
-from berth.placement.plan import Prediction
+from berth.core.prediction import Prediction
 from berth.profiler.collector import JobRun
 from berth.recommender.model import Model
 

@@ -1,14 +1,13 @@
 """The measured tables berth ships: every importer's records in two CSV files.
 
 The simulator's ground truth and the recommender's training data are these files, so a fresh
-install needs no ../shared/data. `python -m berth.recommender.tables SHARED_DATA OUT` rewrites
-them from the raw data (OUT: src/berth/data in a checkout); a test holds the shipped copies
-equal to what the importers make.
+install needs no ../shared/data. `python -m berth.recommender.importers SHARED_DATA OUT`
+rewrites them from the raw data (OUT: src/berth/data in a checkout); a test holds the shipped
+copies equal to what the importers make.
 """
 
 from __future__ import annotations
 
-import argparse
 import csv
 from collections.abc import Sequence
 from dataclasses import astuple, fields
@@ -16,28 +15,12 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, TypeVar
 
-from berth.core.profile import ProfileRecord
-from berth.recommender.importers import (
-    PowerRecord,
-    import_elasticflow,
-    import_gavel,
-    import_pollux_t4,
-    import_zeus_power,
-)
+from berth.core.profile import PowerRecord, ProfileRecord
 
 THROUGHPUT_FILE = "measured_throughput.csv"
 POWER_FILE = "measured_power.csv"
 SHIPPED = Path(str(resources.files("berth"))) / "data"
 R = TypeVar("R", ProfileRecord, PowerRecord)
-
-
-def derive(shared: Path) -> tuple[list[ProfileRecord], list[PowerRecord]]:
-    records = (
-        import_elasticflow(shared / "elasticflow/throughputs_A100")[0]
-        + import_gavel(shared / "gavel/simulation_throughputs.json")[0]
-        + import_pollux_t4(shared / "pollux/t4_profiles")[0]
-    )
-    return records, import_zeus_power(shared / "zeus")
 
 
 def write(out: Path, records: Sequence[ProfileRecord], power: Sequence[PowerRecord]) -> None:
@@ -82,17 +65,3 @@ def read_records(path: Path) -> list[ProfileRecord]:
 
 def read(folder: Path = SHIPPED) -> tuple[list[ProfileRecord], list[PowerRecord]]:
     return _read(folder / THROUGHPUT_FILE, ProfileRecord), _read(folder / POWER_FILE, PowerRecord)
-
-
-def main(argv: Sequence[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("shared", type=Path, help="the shared data folder (../shared/data)")
-    parser.add_argument("out", type=Path, help="where to write them (src/berth/data)")
-    args = parser.parse_args(argv)
-    records, power = derive(args.shared)
-    write(args.out, records, power)
-    print(f"{len(records)} throughput and {len(power)} power records -> {args.out}")
-
-
-if __name__ == "__main__":
-    main()

@@ -16,9 +16,9 @@ from typing import Any
 
 import numpy as np
 
-from berth.core.profile import ProfileRecord
-from berth.recommender import dataset, evaluation, tables
-from berth.recommender.importers import PowerRecord
+from berth.core import tables
+from berth.core.profile import PowerRecord, ProfileRecord
+from berth.recommender import dataset, evaluation
 
 
 def power_records(records: Sequence[ProfileRecord]) -> list[PowerRecord]:
