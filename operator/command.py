@@ -111,6 +111,7 @@ def run(args: argparse.Namespace) -> int:
         return 2
 
     from berth.operator import handlers
+    from berth.operator.kube import KubeApi
     from berth.operator.metrics import Metrics
     from berth.operator.reconciler import Reconciler
     from berth.recommender.client import RecommenderClient
@@ -131,7 +132,7 @@ def run(args: argparse.Namespace) -> int:
     elastic = None
     if args.resize_period > 0:
         elastic = Settings(period_s=args.resize_period, min_interval_s=args.resize_min_interval)
-    reconciler = Reconciler(api, ask, metrics, elastic=elastic, idle_watts=idle_watts)
+    reconciler = Reconciler(KubeApi(api), ask, metrics, elastic=elastic, idle_watts=idle_watts)
 
     @kopf.on.startup()
     async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:

@@ -112,12 +112,17 @@ def predict(
             asked = [{"accelerator": c.device.id, "count": c.count} for c in gpu_rows]
             try:
                 answer = ask(body, asked)
-                found = _from_answer(answer)
-                predictions |= found
-                sources |= dict.fromkeys(found, f"recommender model {answer.get('model')}")
-                answered = True
-            except (RecommenderUnavailable, RecommenderRefused, KeyError, ValueError) as exc:
+            except (RecommenderUnavailable, RecommenderRefused) as exc:
                 degraded = f"recommender: {exc}"
+            else:
+                try:
+                    found = _from_answer(answer)
+                except (KeyError, ValueError, TypeError) as exc:  # its answer, not its absence
+                    degraded = f"recommender: an answer berth cannot read ({exc!r})"
+                else:
+                    predictions |= found
+                    sources |= dict.fromkeys(found, f"recommender model {answer.get('model')}")
+                    answered = True
         if not answered:
             for c in gpu_rows:
                 assert isinstance(c.device, Variant)

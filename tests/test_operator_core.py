@@ -256,6 +256,17 @@ def test_an_unreachable_recommender_falls_back_to_spec_transfer_and_says_why(
     assert got.predictions[("a100", 2)].throughput.provenance.origin.value == "modelled"
 
 
+def test_an_answer_berth_cannot_read_is_told_apart_from_an_unreachable_recommender(
+    spec_transfer: SpecTransfer,
+) -> None:
+    job = parse_job(load_example("elastic-resnet50-training.yaml"))
+    rows = predictions.candidates(job, build_snapshot(nodes(), []))
+    garbled = {"model": "m1", "ranked": [{"type": "a100", "count": 2}]}  # no throughput
+    got = predictions.predict(job, rows, lambda *_: garbled, spec_transfer, Roofline())
+    assert got.degraded == "recommender: an answer berth cannot read (KeyError('throughput'))"
+    assert set(got.sources.values()) == {spec_transfer.name}
+
+
 def test_a_job_without_a_model_is_estimated_by_the_roofline_on_gpus_and_cpus(
     spec_transfer: SpecTransfer,
 ) -> None:

@@ -125,7 +125,8 @@ def test_unknown_accelerator_is_kept_raw_excluded_and_explained() -> None:
     state = build_snapshot([node(product="NVIDIA-B300")], []).node("gpu-1")
     assert state.accelerator.raw == "NVIDIA-B300"
     assert not state.usable
-    assert any("unknown accelerator" in p for p in state.problems)
+    assert [p.reason for p in state.problems] == ["UnknownAccelerator"]
+    assert "unknown accelerator" in state.problems[0].message
 
 
 def test_cpu_only_node_has_cores_and_a_cpu_class() -> None:

@@ -71,6 +71,14 @@ class Resources:
 
 
 @dataclass(frozen=True)
+class NodeProblem:
+    """A node fact placement cannot use: `reason` is the Event's (one word), `message` says it."""
+
+    reason: str
+    message: str
+
+
+@dataclass(frozen=True)
 class NodeState:
     name: str
     accelerator: AcceleratorName  # type "cpu" for CPU-only nodes; unknown GPUs keep the raw name
@@ -85,7 +93,7 @@ class NodeState:
     health: Health
     idle_watts: float | None  # measured by berth's exporter, when it runs there
     labels: Mapping[str, str] = field(default_factory=dict)
-    problems: tuple[str, ...] = ()  # node facts we could not use, and why
+    problems: tuple[NodeProblem, ...] = ()  # node facts we could not use, and why
 
     @cached_property
     def free(self) -> Resources:
@@ -186,22 +194,28 @@ def _node_state(
     labels: Mapping[str, str] = meta.get("labels") or {}
     annotations: Mapping[str, str] = meta.get("annotations") or {}
     name = str(meta.get("name", ""))
-    problems: list[str] = []
+    problems: list[NodeProblem] = []
 
     try:
         allocatable = _resources(status.get("allocatable") or {})
     except QuantityError as exc:
         allocatable = Resources()
-        problems.append(f"allocatable unreadable: {exc}")
+        problems.append(NodeProblem("NodeFacts", f"allocatable unreadable: {exc}"))
 
     product = labels.get(LABEL_GPU_PRODUCT)
     if product is not None:
         accelerator = resolve(product)
         if not accelerator.known:
-            problems.append(f"unknown accelerator {product!r} in {LABEL_GPU_PRODUCT}")
+            problems.append(
+                NodeProblem(
+                    "UnknownAccelerator", f"unknown accelerator {product!r} in {LABEL_GPU_PRODUCT}"
+                )
+            )
     elif allocatable.gpus > 0:
         accelerator = AcceleratorName("", None)
-        problems.append(f"{GPU_RESOURCE} allocatable but no {LABEL_GPU_PRODUCT} label")
+        problems.append(
+            NodeProblem("NodeFacts", f"{GPU_RESOURCE} allocatable but no {LABEL_GPU_PRODUCT} label")
+        )
     else:
         accelerator = AcceleratorName(CPU, CPU)
 
@@ -211,7 +225,9 @@ def _node_state(
         if raw.isdigit():
             gpu_memory = int(raw)
         else:
-            problems.append(f"{LABEL_GPU_MEMORY}={raw!r} is not a whole number of MiB")
+            problems.append(
+                NodeProblem("NodeFacts", f"{LABEL_GPU_MEMORY}={raw!r} is not a whole number of MiB")
+            )
 
     health = Health.UNKNOWN
     if ANNOTATION_HEALTH in annotations:
@@ -220,7 +236,10 @@ def _node_state(
             health = Health(raw)
         else:
             problems.append(
-                f"{ANNOTATION_HEALTH}={raw!r} is not one of {[h.value for h in Health]}"
+                NodeProblem(
+                    "NodeFacts",
+                    f"{ANNOTATION_HEALTH}={raw!r} is not one of {[h.value for h in Health]}",
+                )
             )
 
     idle_watts = None
@@ -231,7 +250,11 @@ def _node_state(
         except ValueError:
             idle_watts = math.nan
         if not (math.isfinite(idle_watts) and idle_watts >= 0):
-            problems.append(f"{ANNOTATION_IDLE_WATTS}={raw!r} is not a non-negative number")
+            problems.append(
+                NodeProblem(
+                    "NodeFacts", f"{ANNOTATION_IDLE_WATTS}={raw!r} is not a non-negative number"
+                )
+            )
             idle_watts = None
     if idle_watts is None:  # the cluster's energy facts, where no exporter measured
         key = labels.get(LABEL_GPU_PRODUCT) or labels.get(LABEL_CPU_CLASS) or ""
@@ -244,7 +267,7 @@ def _node_state(
             requested += pod_requests(pod)
         except QuantityError as exc:
             pod_name = (pod.get("metadata") or {}).get("name")
-            problems.append(f"pod {pod_name} requests unreadable: {exc}")
+            problems.append(NodeProblem("NodeFacts", f"pod {pod_name} requests unreadable: {exc}"))
         workload_pods += not _is_daemon(pod)
 
     conditions = status.get("conditions") or ()

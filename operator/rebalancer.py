@@ -1,0 +1,103 @@
+"""One period of the elastic policy, applied: running jobs and the queue to `rebalance()`
+(placement/elastic.py, the same the simulator runs), each resize written to the job's status
+first (placement and a status.resizes entry, under the resourceVersion precondition); the
+children controller then adds and deletes the workers that follow from it."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+from berth.core.job import AcceleratorJob
+from berth.core.snapshot import ClusterSnapshot
+from berth.core.validation import InvalidObject
+from berth.operator import resizing, status
+from berth.operator.events import Events
+from berth.operator.forecasts import Forecasts
+from berth.operator.metrics import Metrics
+from berth.operator.workers import Placement
+from berth.operator.writer import StatusWriter
+from berth.placement.elastic import RunningJob, Settings, WaitingJob, rebalance
+
+Placed = list[tuple[Mapping[str, Any], Placement]]
+
+
+class Rebalancer:
+    def __init__(
+        self,
+        settings: Settings,
+        writer: StatusWriter,
+        events: Events,
+        forecasts: Forecasts,
+        metrics: Metrics,
+        clock: Callable[[], datetime],
+        monotonic: Callable[[], float],
+    ) -> None:
+        self.settings, self.writer, self.events = settings, writer, events
+        self.forecasts, self.metrics, self.clock, self.monotonic = (
+            forecasts,
+            metrics,
+            clock,
+            monotonic,
+        )
+        self.last = -math.inf  # monotonic
+
+    def due(self) -> bool:
+        if self.monotonic() - self.last < self.settings.period_s:
+            return False
+        self.last = self.monotonic()
+        return True
+
+    def apply(
+        self,
+        snapshot: ClusterSnapshot,
+        placed: Placed,
+        waiting: Sequence[Mapping[str, Any]],
+        parse: Callable[[Mapping[str, Any]], AcceleratorJob | InvalidObject],
+    ) -> Placed:
+        """One period; the placements after the resizes it applied."""
+        now = self.clock()
+        running: list[RunningJob] = []
+        by_uid = {}
+        for job, _ in placed:
+            parsed = parse(job)
+            current = self.writer.current(job)[1]
+            if isinstance(parsed, InvalidObject):
+                continue
+            if not parsed.elastic and parsed.restart_s is None:
+                continue  # rigid without the checkpoint contract: never moved
+            if current.get("phase") != status.RUNNING:
+                continue  # resized only once its workers run, never mid-start
+            uid = job["metadata"]["uid"]
+            found = self.forecasts.of_placed(uid, parsed, snapshot)
+            running.append(resizing.running_job(uid, parsed, current, found, now))
+            by_uid[uid] = job
+        if not running:
+            return placed
+        types = sorted({n.accelerator.type for n in snapshot.nodes if n.accelerator.type})
+        queue = []
+        for job in waiting:
+            parsed = parse(job)
+            if not isinstance(parsed, InvalidObject) and self.writer.placement(job) is None:
+                allowed = tuple(t for t in types if parsed.accelerators.allows(t))
+                queue.append(WaitingJob(job["metadata"]["name"], parsed, allowed))
+        changed: dict[str, Placement] = {}
+        for r in rebalance(snapshot, running, queue, now.timestamp(), self.settings):
+            job = by_uid[r.id]
+            current = self.writer.current(job)[1]
+            placement, history = resizing.resized(current, r, now)
+            was = current["placement"]["type"]
+            to = f"x{r.to_count}" if r.type == was else f"{r.type} x{r.to_count}"
+            message = (
+                f"{was} x{r.from_count} -> {to} on {placement['nodeNames']}: "
+                f"{r.reason} ({r.predicted_gain} predicted)"
+            )
+            update = status.Condition("Running", True, "Resized", message)
+            if not self.writer.write(job, status.RESIZING, [update], now, placement, history):
+                continue
+            changed[r.id] = Placement.from_status(placement)
+            self.metrics.resizes.inc()
+            self.events.post(job, "Normal", "Resized", message)
+        return [(j, changed.get(j["metadata"]["uid"], p)) for j, p in placed]

@@ -1,0 +1,82 @@
+"""Status writes, each conditional on the latest resourceVersion known here, and the cache of
+this process's own writes that makes "latest" true before the watch shows them."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+from berth.operator import status
+from berth.operator.kube import Conflict, Kube, NotFound
+from berth.operator.metrics import Metrics
+
+
+def key(job: Mapping[str, Any]) -> tuple[str, str]:
+    return job["metadata"]["namespace"], job["metadata"]["name"]
+
+
+class StatusWriter:
+    def __init__(self, kube: Kube, metrics: Metrics) -> None:
+        self.kube, self.metrics = kube, metrics
+        # Per job uid: (resourceVersion a status write was based on, the one it produced, the
+        # status it left), until the watch shows a newer version than the first.
+        self.wrote: dict[str, tuple[str, str, dict[str, Any]]] = {}
+
+    def forget_except(self, uids: set[str]) -> None:
+        for uid in [u for u in self.wrote if u not in uids]:
+            del self.wrote[uid]
+
+    def current(self, job: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
+        """The job's latest resourceVersion and status known here: the cache's, unless it has
+        not caught up with this process's own last write yet."""
+        meta = job["metadata"]
+        wrote = self.wrote.get(meta["uid"])
+        if wrote is not None and wrote[0] == meta["resourceVersion"]:
+            return wrote[1], wrote[2]
+        return meta["resourceVersion"], dict(job.get("status") or {})
+
+    def phase(self, job: Mapping[str, Any]) -> str | None:
+        phase: str | None = self.current(job)[1].get("phase")
+        return phase
+
+    def placement(self, job: Mapping[str, Any]) -> dict[str, Any] | None:
+        found = self.current(job)[1].get("placement")
+        return dict(found) if found else None
+
+    def write(
+        self,
+        job: Mapping[str, Any],
+        phase: str,
+        updates: Sequence[status.Condition],
+        now: datetime,
+        placement: dict[str, Any] | None = None,
+        resizes: list[dict[str, Any]] | None = None,
+    ) -> bool:
+        """Patch the status on the latest version known here, never on top of a newer one: a
+        write from stale state (a peer that has just been paused, a cache behind) raises
+        Conflict and the cycle is retried on fresh state. False when the job is gone."""
+        ns, name = key(job)
+        uid, generation = job["metadata"]["uid"], job["metadata"].get("generation")
+        rv, current = self.current(job)
+        fields: dict[str, Any] = {
+            "phase": phase,
+            "observedGeneration": generation,
+            "conditions": status.conditions(
+                current.get("conditions") or (), updates, now, generation
+            ),
+        }
+        if placement is not None:
+            fields["placement"] = placement
+        if resizes is not None:
+            fields["resizes"] = resizes
+        body = {"metadata": {"resourceVersion": rv}, "status": fields}
+        try:
+            got = self.kube.patch_job_status(ns, name, body)
+        except NotFound:
+            return False
+        except Conflict:
+            self.metrics.api_conflicts.inc()
+            raise Conflict(f"{ns}/{name} changed since it was read", 409) from None
+        self.wrote[uid] = (rv, got["metadata"]["resourceVersion"], got.get("status") or {})
+        return True

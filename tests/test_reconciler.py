@@ -1,0 +1,189 @@
+"""The reconciler's steps without a cluster: a recording fake of the API (tests/fake_kube.py),
+an injected clock, plain dicts for the cache. What was written, in which order, with which
+precondition; the control-plane tests (test_operator*.py) hold the same against the real one."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from berth.core.cluster import node_objects, parse_cluster
+from berth.core.job import parse_job
+from berth.core.validation import apply_defaults
+from berth.crds import acceleratorjob_schema
+from berth.operator import decision
+from berth.operator.events import Events
+from berth.operator.kube import Invalid
+from berth.operator.metrics import Metrics
+from berth.operator.reconciler import Reconciler, View
+from berth.placement.elastic import Settings
+from tests.fake_kube import FakeKube, Inline
+from tests.kube import training_job
+
+NOW = datetime(2026, 12, 1, 12, tzinfo=UTC)
+CLUSTER = {
+    "name": "t",
+    "pools": [{"name": "a100", "accelerator": "a100-sxm4-80gb", "gpusPerNode": 8, "nodes": 2,
+               "cpuCores": 64, "memory": "512Gi"}],
+}  # fmt: skip
+METRICS = Metrics()  # one registry per process: prometheus_client refuses a second of a name
+
+
+def nodes() -> list[dict[str, Any]]:
+    out = node_objects(parse_cluster(CLUSTER))
+    for n in out:
+        n["status"]["conditions"] = [{"type": "Ready", "status": "True"}]
+    return out
+
+
+def job(name: str = "train", count: int = 2, rv: str = "1", **spec: Any) -> dict[str, Any]:
+    """An AcceleratorJob as the API server returns it."""
+    body = training_job(name, count)
+    created = "2026-12-01T11:00:00Z"
+    body["metadata"] |= {"namespace": "ns", "uid": f"uid-{name}", "generation": 1,
+                         "resourceVersion": rv, "creationTimestamp": created}  # fmt: skip
+    body["spec"] |= spec
+    defaulted: dict[str, Any] = apply_defaults(acceleratorjob_schema(), body)
+    return defaulted
+
+
+def pod(owner: str, k: int, node: str, phase: str = "Running") -> dict[str, Any]:
+    return {
+        "metadata": {"name": f"{owner}-w{k}", "namespace": "ns",
+                     "labels": {"berth.dev/job": owner, "berth.dev/worker": str(k)}},
+        "spec": {"nodeName": node, "containers": [{"resources": {}}]},
+        "status": {"phase": phase},
+    }  # fmt: skip
+
+
+class World:
+    """A reconciler on a fake API with the clock stopped at NOW."""
+
+    def __init__(self, *jobs: dict[str, Any], elastic: Settings | None = None) -> None:
+        self.kube = FakeKube({("ns", j["metadata"]["name"]): j for j in jobs})
+        self.monotonic = 0.0
+        self.reconciler = Reconciler(
+            self.kube, None, METRICS, clock=lambda: NOW, elastic=elastic,
+            monotonic=lambda: self.monotonic, events=Events(self.kube, lambda: NOW, Inline()),
+        )  # fmt: skip
+
+    def cycle(
+        self, jobs: list[dict[str, Any]], pods: Sequence[dict[str, Any]] = (), epoch: int = 0
+    ) -> bool:
+        return self.reconciler.cycle(View(nodes(), pods, jobs, epoch))
+
+    def stored(self, name: str) -> dict[str, Any]:
+        return self.kube.jobs[("ns", name)]
+
+
+def test_a_job_that_fits_is_recorded_first_then_its_service_and_workers_follow() -> None:
+    world = World(job())
+    assert world.cycle([job()]) is False
+    assert world.kube.verbs() == ["patch-status", "create-event", "create-service", "create-pod"]
+    write = world.kube.calls[0]
+    assert write.precondition == "1" and write.body["status"]["phase"] == "Placed"
+    assert write.body["status"]["placement"]["nodes"] == [{"name": "a100-0", "count": 2}]
+    assert world.kube.calls[1].body["reason"] == "Placed"
+    assert world.kube.calls[3].name == "train-w0"
+
+
+def test_a_restarted_operator_only_completes_the_missing_workers() -> None:
+    placed = copy.deepcopy(job(count=16))
+    first = World(placed)
+    first.cycle([placed])
+    recorded = first.stored("train")  # as the watch shows it after the write
+    again = World(recorded)
+    again.cycle([recorded], [pod("train", 0, "a100-0")])
+    assert again.kube.verbs() == ["create-service", "create-pod"]  # the Service: AlreadyExists
+    assert again.kube.calls[1].name == "train-w1"
+    assert not any(c.verb == "patch-status" and "placement" in c.body["status"]
+                   for c in again.kube.calls)  # fmt: skip
+
+
+def test_a_placement_recorded_meanwhile_by_a_peer_is_never_overwritten() -> None:
+    world = World(job(rv="2"))  # a peer wrote version 2; this cache still shows 1
+    assert world.cycle([job(rv="1")]) is True  # retried on fresh state
+    assert world.kube.verbs() == ["patch-status"]
+    assert "placement" not in world.stored("train").get("status", {})
+
+
+def test_a_job_that_fits_nowhere_waits_and_is_tried_again_only_when_capacity_changes() -> None:
+    waiting = job(count=32)  # more than the cluster's 16 GPUs... but within the CRD's range
+    waiting["spec"]["accelerators"]["count"] = {"min": 17, "max": 17}
+    world = World(waiting)
+    world.cycle([waiting])
+    assert world.kube.verbs() == ["patch-status", "create-event"]
+    assert world.stored("train")["status"]["phase"] == "Pending"
+    assert world.kube.calls[1].body["reason"] == "Unschedulable"
+    world.kube.calls.clear()
+    world.cycle([world.stored("train")])  # same capacity epoch: not even considered
+    world.cycle([world.stored("train")], epoch=1)  # considered; the same reason: no write
+    assert world.kube.verbs() == []
+
+
+@pytest.mark.parametrize(
+    ("spec", "reason"),
+    [
+        ({"deadline": "2026-12-01T10:00:00Z"}, "DeadlinePassed"),
+        ({"accelerators": {"types": ["tesla-z9"], "count": {"min": 2, "max": 2}}}, "Invalid"),
+    ],
+)
+def test_a_job_that_cannot_run_fails_with_the_reason(spec: dict[str, Any], reason: str) -> None:
+    bad = job(**spec)
+    world = World(bad)
+    world.cycle([bad])
+    assert world.kube.verbs() == ["patch-status", "create-event"]
+    (validated,) = world.kube.calls[0].body["status"]["conditions"]
+    assert (validated["reason"], world.stored("train")["status"]["phase"]) == (reason, "Failed")
+
+
+def test_a_worker_template_the_api_server_refuses_fails_the_job_in_its_words() -> None:
+    world = World(job())
+    world.kube.fail["create-pod"] = [Invalid("spec.containers[0].image: Required value", 422)]
+    world.cycle([job()])
+    assert world.kube.verbs()[-2:] == ["patch-status", "create-event"]
+    condition = world.kube.calls[-2].body["status"]["conditions"][-1]
+    assert condition["reason"] == "WorkerRejected"
+    assert condition["message"].endswith("spec.containers[0].image: Required value")
+
+
+def test_workers_running_make_the_job_running() -> None:
+    world = World(job())
+    world.cycle([job()])
+    placed = world.stored("train")
+    world.kube.calls.clear()
+    world.cycle([placed], [pod("train", 0, "a100-0")])
+    assert world.kube.verbs() == ["patch-status", "create-event"]
+    assert world.stored("train")["status"]["phase"] == "Running"
+
+
+def test_the_elastic_policy_runs_once_per_period_on_the_injected_clock() -> None:
+    world = World(elastic=Settings(period_s=300))
+    rebalancer = world.reconciler.rebalancer
+    assert rebalancer is not None and rebalancer.due()
+    world.monotonic = 299.0
+    assert not rebalancer.due()
+    world.monotonic = 300.0
+    assert rebalancer.due()
+
+
+def test_a_node_berth_cannot_use_is_told_once_per_problem() -> None:
+    world = World()
+    node = nodes()[0]
+    node["metadata"]["labels"]["nvidia.com/gpu.product"] = "Tesla-Z9"
+    for _ in range(2):
+        world.reconciler.node_changed(node)
+    (event,) = [c.body for c in world.kube.calls]
+    assert (event["reason"], event["involvedObject"]["kind"]) == ("UnknownAccelerator", "Node")
+    assert event["metadata"]["namespace"] == "default"
+
+
+def test_a_deadline_passed_is_refused_before_any_prediction() -> None:
+    late = parse_job(job(deadline="2026-12-01T10:00:00Z"), admitted=True)
+    refused = decision.refusal(late, NOW)
+    assert refused is not None and refused.reason == "DeadlinePassed"
+    assert decision.refusal(parse_job(job(), admitted=True), NOW - timedelta(days=1)) is None
