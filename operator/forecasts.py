@@ -34,7 +34,7 @@ class Forecasts:
         self.kept = {k: v for k, v in self.kept.items() if k in uids}
 
     def predict(self, job: AcceleratorJob, snapshot: ClusterSnapshot) -> predictions.Predicted:
-        rows = predictions.candidates(job, snapshot)
+        rows = predictions.offers(job, snapshot)
         ask, skipped = self._guarded()
         return predictions.predict(job, rows, ask, self.spec_transfer, self.roofline, skipped)
 

@@ -18,19 +18,20 @@ from typing import Any
 
 from berth.core.catalog import CPU, DEFAULT_VARIANT, VARIANTS, CpuClass, Variant
 from berth.core.job import AcceleratorJob
-from berth.core.prediction import Prediction
+from berth.core.prediction import Key, Prediction
 from berth.core.provenance import predicted
 from berth.core.snapshot import ClusterSnapshot
 from berth.placement.fallback import SpecTransfer
 from berth.placement.roofline import Roofline, cpu_class
 from berth.recommender.client import RecommenderRefused, RecommenderUnavailable
 
-Key = tuple[str, int]
 Ask = Callable[[dict[str, Any], list[dict[str, Any]]], dict[str, Any]]
 
 
 @dataclass(frozen=True)
-class Candidate:
+class Offer:
+    """An allocation the cluster could hold for the job: what a predictor is asked about."""
+
     type: str
     device: Variant | CpuClass
     count: int
@@ -62,7 +63,7 @@ def devices(snapshot: ClusterSnapshot) -> dict[str, tuple[Variant | CpuClass, in
     return out
 
 
-def candidates(job: AcceleratorJob, snapshot: ClusterSnapshot) -> list[Candidate]:
+def offers(job: AcceleratorJob, snapshot: ClusterSnapshot) -> list[Offer]:
     """Every allowed (type, count) the cluster could ever hold; counts beyond the type's
     devices are not asked about."""
     count = job.accelerators.count
@@ -70,7 +71,7 @@ def candidates(job: AcceleratorJob, snapshot: ClusterSnapshot) -> list[Candidate
     for type_id, (device, total) in sorted(devices(snapshot).items()):
         if not job.accelerators.allows(type_id):
             continue
-        out += [Candidate(type_id, device, n) for n in range(count.min, min(count.max, total) + 1)]
+        out += [Offer(type_id, device, n) for n in range(count.min, min(count.max, total) + 1)]
     return out
 
 
@@ -88,7 +89,7 @@ def _from_answer(answer: Mapping[str, Any]) -> dict[Key, Prediction]:
 
 def predict(
     job: AcceleratorJob,
-    rows: Sequence[Candidate],
+    rows: Sequence[Offer],
     ask: Ask | None,
     spec_transfer: SpecTransfer,
     roofline: Roofline,

@@ -15,10 +15,10 @@ from datetime import datetime
 from typing import Any
 
 from berth.core.job import AcceleratorJob
-from berth.core.prediction import Prediction
+from berth.core.prediction import Key, Prediction
 from berth.core.snapshot import GPU_RESOURCE
 from berth.operator.workers import Placement
-from berth.placement.elastic import Key, Resize, RunningJob, by_type
+from berth.placement.elastic import Resize, RunningJob, by_type
 from berth.placement.plan import deadline_budget
 
 MAX_RESIZES_KEPT = 16  # status.resizes keeps the latest

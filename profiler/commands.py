@@ -19,9 +19,9 @@ from berth.core.profile import ProfileRecord
 from berth.profiler import progress as contract
 from berth.profiler.exporter import Backend, Exporter, make_server
 from berth.profiler.nvml import NvmlBackend, NvmlUnavailable
-from berth.profiler.profile import NothingMeasured, summarise
 from berth.profiler.replay import ReplayBackend
 from berth.profiler.samples import BadRecording, Sample, to_json
+from berth.profiler.summary import NothingMeasured, summarise
 
 
 def add_parsers(commands: Any) -> None:

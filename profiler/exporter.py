@@ -16,8 +16,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Protocol
 
 from berth.core.snapshot import ANNOTATION_HEALTH, ANNOTATION_IDLE_WATTS, Health
+from berth.profiler.exposition import render
 from berth.profiler.health import idle_watts, node_health
-from berth.profiler.metrics import render
 from berth.profiler.samples import ProcessUse, Sample
 
 log = logging.getLogger("berth.exporter")

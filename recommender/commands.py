@@ -106,7 +106,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from berth.recommender import evaluation, train
     from berth.simulator.truth import GroundTruth
 
-    s = train.Settings(members=args.members, epochs=args.epochs, seed=args.seed)
+    s = train.Hyperparameters(members=args.members, epochs=args.epochs, seed=args.seed)
     records, power = tables.read()
     rows = dataset.build(records, power)
     rest, test = train.split(len(rows), s.test_fraction, s.seed)
@@ -162,7 +162,7 @@ def _retrain(args: argparse.Namespace) -> int:
     except ModelError as exc:
         print(f"error: the model to beat: {exc}", file=sys.stderr)
         return 2
-    s = train.Settings(members=args.members, epochs=args.epochs, seed=args.seed)
+    s = train.Hyperparameters(members=args.members, epochs=args.epochs, seed=args.seed)
     d = retrain.data(new, s.test_fraction, s.seed)
     print(f"training on {len(d.train)} rows ({len(new)} measured record(s) added; "
           f"{len(d.held_out)} held out) ...", file=sys.stderr)  # fmt: skip
@@ -220,7 +220,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     if model.metadata.get("data_sha256") != dataset.digest(records, power):
         print("warning: the model was trained on other data than the shipped tables")
     rows = dataset.build(records, power)
-    s = train.Settings(**model.metadata["settings"])
+    s = train.Hyperparameters(**model.metadata["settings"])
     _, test = train.split(len(rows), s.test_fraction, s.seed)
     metrics: dict[str, Any] = {
         "model": str(args.model),

@@ -33,7 +33,7 @@ Z90 = 1.6448536269514722  # two-sided 90% normal quantile
 
 
 @dataclass(frozen=True)
-class Settings:
+class Hyperparameters:
     members: int = 5
     hidden: int = 128
     epochs: int = 1000
@@ -97,7 +97,12 @@ def _masked_mse(pred: torch.Tensor, y: torch.Tensor, mask: torch.Tensor) -> torc
 
 
 def fit_member(
-    x: np.ndarray, y: np.ndarray, x_val: np.ndarray, y_val: np.ndarray, seed: int, s: Settings
+    x: np.ndarray,
+    y: np.ndarray,
+    x_val: np.ndarray,
+    y_val: np.ndarray,
+    seed: int,
+    s: Hyperparameters,
 ) -> Member:
     """Minibatch Adam; stops when the validation throughput error has not improved for
     `patience` epochs (Zeus's power rows are too few to steer stopping) and keeps the best."""
@@ -152,7 +157,7 @@ class Trained:
         return mean, sd * self.interval_scale
 
 
-def fit(rows: Rows, s: Settings, progress: Callable[[int], None] | None = None) -> Trained:
+def fit(rows: Rows, s: Hyperparameters, progress: Callable[[int], None] | None = None) -> Trained:
     torch.set_num_threads(1)
     torch.use_deterministic_algorithms(True)
     train_idx, val_idx = split(len(rows), s.val_fraction, s.seed + 1)
@@ -236,5 +241,5 @@ def export(trained: Trained, path: Path, metadata: dict[str, Any], check: np.nda
     return digest
 
 
-def settings_dict(s: Settings) -> dict[str, Any]:
+def settings_dict(s: Hyperparameters) -> dict[str, Any]:
     return asdict(s)

@@ -1,7 +1,7 @@
 import math
 
 from berth.core.snapshot import Health
-from berth.profiler.metrics import render
+from berth.profiler.exposition import render
 from berth.profiler.samples import Sample
 from tests.recordings import busy_run, device
 

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from berth.profiler.profile import NothingMeasured, summarise
+from berth.profiler.summary import NothingMeasured, summarise
 from tests.recordings import busy_run, write
 
 WORKLOAD = """

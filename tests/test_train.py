@@ -11,7 +11,7 @@ from berth.core import tables
 from berth.recommender import dataset, train
 from berth.recommender.model import load
 
-TINY = train.Settings(members=2, hidden=16, epochs=5, patience=5)
+TINY = train.Hyperparameters(members=2, hidden=16, epochs=5, patience=5)
 
 
 @pytest.fixture(scope="module")

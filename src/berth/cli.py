@@ -15,7 +15,7 @@ from berth.core.job import AcceleratorJob, check_deadline, parse_job
 from berth.core.manifest import load_documents
 from berth.core.validation import InvalidObject
 from berth.crds import GROUP, KIND
-from berth.operator import command as operator_command
+from berth.operator import commands as operator_commands
 from berth.profiler import commands as profiler_commands
 from berth.recommender import commands as recommender_commands
 
@@ -125,7 +125,7 @@ def build_parser() -> argparse.ArgumentParser:
     validate.set_defaults(func=cmd_validate)
     simulate.add_parser(commands)
     recommender_commands.add_parsers(commands)
-    operator_command.add_parser(commands)
+    operator_commands.add_parser(commands)
     profiler_commands.add_parsers(commands)
     return parser
 

@@ -6,6 +6,8 @@ from dataclasses import dataclass
 
 from berth.core.provenance import Figure
 
+Key = tuple[str, int]  # (accelerator type, device count): what a prediction is of
+
 
 @dataclass(frozen=True)
 class Prediction:

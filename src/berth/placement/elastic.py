@@ -33,14 +33,13 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from berth.core.job import AcceleratorJob, ObjectiveKind
-from berth.core.prediction import Prediction
+from berth.core.prediction import Key, Prediction
 from berth.core.snapshot import ClusterSnapshot
 from berth.placement.nodes import WorkerNeed, devices_free, why_not
 from berth.placement.plan import min_memory_mib, worker_need
 from berth.placement.score import objective_scores
 
 Shares = tuple[tuple[str, int], ...]  # (node, devices) per worker
-Key = tuple[str, int]  # (type, count)
 
 
 @dataclass(frozen=True)

@@ -25,10 +25,9 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 
 from berth.core.job import AcceleratorJob
-from berth.core.prediction import Prediction
+from berth.core.prediction import Key, Prediction
 from berth.core.snapshot import ClusterSnapshot, NodeState, Resources
 from berth.placement.elastic import (
-    Key,
     Resize,
     RunningJob,
     Settings,
