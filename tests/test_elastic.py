@@ -13,7 +13,7 @@ from berth.core.job import AcceleratorJob, parse_job
 from berth.core.prediction import Prediction
 from berth.core.provenance import measured
 from berth.core.snapshot import build_snapshot
-from berth.placement.elastic import RunningJob, Settings, WaitingJob, rebalance
+from berth.placement.elastic import Round, RunningJob, Settings, WaitingJob, rebalance
 from tests.conftest import load_example
 
 GPUS_PER_NODE = 8
@@ -154,6 +154,43 @@ def test_a_time_job_grows_into_idle_devices() -> None:
     r = running("t", (("n0", 2),), job(1, 8, objective={"type": "time"}))
     (resize,) = rebalance(snap, [r], [], 0.0)
     assert (resize.to_count, resize.reason) == (8, "use idle devices")
+
+
+# --- each step of a period alone, on a Round --------------------------------------------
+
+
+def round_of(snap: Any, jobs: list[RunningJob]) -> Round:
+    return Round.start(snap, jobs, 0.0, POLICY)
+
+
+def test_admission_holds_the_devices_it_freed_so_growth_cannot_take_them() -> None:
+    snap = build_snapshot([node("n0")], [pod("n0", 4), pod("n0", 4)])
+    greedy = running("greedy", (("n0", 4),), job(1, 8, objective={"type": "time"}))
+    flat = running("flat", (("n0", 2), ("n0", 2)), job(2, 4), predictions=predictions(4, 0.3))
+    step = round_of(snap, [greedy, flat])
+    step.admit([WaitingJob("new", job(2, 2), ("a100",))])
+    assert [(r.id, r.to_count) for r in step.resizes] == [("flat", 2)]
+    assert step.free.total(["n0"]) == 0  # the two freed are held for "new"
+    step.grow()
+    assert [r.id for r in step.resizes] == ["flat"]  # greedy found nothing idle to take
+
+
+def test_growth_alone_leaves_the_queue_to_admission() -> None:
+    snap = build_snapshot([node("n0")], [pod("n0", 2)])
+    step = round_of(snap, [running("t", (("n0", 2),), job(1, 8, objective={"type": "time"}))])
+    step.grow()
+    assert [(r.to_count, r.reason) for r in step.resizes] == [(8, "use idle devices")]
+    assert step.touched == {"t"}
+
+
+def test_a_job_grown_this_period_is_not_moved_in_it() -> None:
+    snap = build_snapshot([node("n0"), node("t0", "t4")], [pod("n0", 2)])
+    r = running("e", (("n0", 2),), job(1, 8, types=("a100", "t4"), objective={"type": "time"}),
+                elsewhere=on("t4", predictions(8, 0.9, rate=500.0, watts=70.0)))  # fmt: skip
+    step = round_of(snap, [r])
+    step.grow()
+    step.move()
+    assert [r.reason for r in step.resizes] == ["use idle devices"]
 
 
 def test_a_job_resized_within_the_minimum_interval_is_left_alone() -> None:

@@ -201,34 +201,54 @@ def _shrunk(r: RunningJob, to: int) -> tuple[Shares, Shares] | None:
     return (tuple(kept), tuple(released)) if released else None
 
 
-def rebalance(
-    snapshot: ClusterSnapshot,
-    running: Sequence[RunningJob],
-    waiting: Sequence[WaitingJob],
-    now_s: float,
-    settings: Settings = Settings(),
-) -> list[Resize]:
-    free = _Free(snapshot)
-    resizes: list[Resize] = []
-    touched: set[str] = set()
+def _urgency(r: RunningJob) -> tuple[float, str]:
+    return (r.deadline_in_s if r.deadline_in_s is not None else math.inf), r.id
 
-    def movable(r: RunningJob, moving: bool = False) -> bool:
+
+@dataclass
+class Round:
+    """One period's state, outside the steps that change it: the devices still free, the
+    resizes so far, and the jobs already resized this period."""
+
+    free: _Free
+    running: Sequence[RunningJob]
+    now_s: float
+    settings: Settings
+    resizes: list[Resize] = field(default_factory=list)
+    touched: set[str] = field(default_factory=set)
+
+    @staticmethod
+    def start(
+        snapshot: ClusterSnapshot, running: Sequence[RunningJob], now_s: float, settings: Settings
+    ) -> Round:
+        return Round(_Free(snapshot), running, now_s, settings)
+
+    def movable(self, r: RunningJob, moving: bool = False) -> bool:
+        """May `r` be resized now: elastic (or resumable, to move), not yet this period, not
+        within its minimum interval, and the period's cap not reached."""
         return (
             (r.job.elastic or (moving and r.resumable))
-            and r.id not in touched
-            and now_s - r.last_resize_s >= settings.min_interval_s
-            and len(resizes) < settings.max_resizes
+            and r.id not in self.touched
+            and self.now_s - r.last_resize_s >= self.settings.min_interval_s
+            and len(self.resizes) < self.settings.max_resizes
         )
 
-    def donors(type_id: str, names: Sequence[str], need: int, priority: int, skip: str) -> bool:
+    def donors(
+        self, type_id: str, names: Sequence[str], need: int, priority: int, skip: str
+    ) -> bool:
         """Shrink elastic jobs of `type_id` (never of higher priority) until `need` devices are
         free on `names`, lowest marginal loss first; False, and nobody disturbed, if they
         cannot."""
         offers: list[tuple[float, RunningJob, Shares, Shares]] = []
-        for r in running:
-            if r.type != type_id or r.id == skip or not movable(r) or r.job.priority > priority:
+        for r in self.running:
+            if (
+                r.type != type_id
+                or r.id == skip
+                or not self.movable(r)
+                or r.job.priority > priority
+            ):
                 continue
-            cut = _shrunk(r, _floor(r, settings))
+            cut = _shrunk(r, _floor(r, self.settings))
             rate, low = _rate(r, r.count), None
             if cut is not None:
                 low = _rate(r, sum(d for _, d in cut[0]))
@@ -238,100 +258,126 @@ def rebalance(
             if freed:
                 offers.append(((rate - low) / rate / freed, r, cut[0], cut[1]))
         chosen: list[tuple[float, RunningJob, Shares, Shares]] = []
-        gained = free.total(names)
+        gained = self.free.total(names)
         for offer in sorted(offers, key=lambda p: (p[0], p[1].id)):
-            if gained >= need or len(resizes) + len(chosen) + 1 >= settings.max_resizes:
+            if gained >= need or len(self.resizes) + len(chosen) + 1 >= self.settings.max_resizes:
                 break
             chosen.append(offer)
             gained += sum(d for n, d in offer[3] if n in names)
         if gained < need:
             return False
         for loss, r, kept, released in chosen:
-            free.give(released)
-            touched.add(r.id)
+            self.free.give(released)
+            self.touched.add(r.id)
             to = sum(d for _, d in kept)
-            resizes.append(
+            self.resizes.append(
                 Resize(r.id, r.type, kept, r.count, to, f"make room for {skip}",
                        f"-{loss * (r.count - to):.0%} throughput for {skip}")
             )  # fmt: skip
         return True
 
-    # 1. shrink to admit waiting jobs
-    for w in sorted(waiting, key=lambda w: -w.job.priority):
-        need = w.job.accelerators.count.min
-        for type_id in w.types:
-            names = free.eligible(w.job, type_id)
-            if free.total(names) >= need or donors(type_id, names, need, w.job.priority, w.id):
-                free.take(names, need)  # held for it: no later step may take them
-                break
-
-    # 2. grow to meet deadlines, most urgent first, shrinking others if need be;
-    # 3. grow into idle devices
-    def urgency(r: RunningJob) -> float:
-        return r.deadline_in_s if r.deadline_in_s is not None else math.inf
-
-    for r in sorted(running, key=lambda r: (urgency(r), r.id)):
-        if not movable(r):
-            continue
-        rate = _rate(r, r.count)
-        late = _meets(r, r.count, 0.0) is False
-        if rate is None or r.count >= r.job.accelerators.count.max:
-            continue
-        if not late and free.total(free.of_type.get(r.type, ())) == 0:
-            continue  # nothing idles on its type: no growth to weigh
-        names = free.eligible(r.job, r.type)
-        target, reason = None, ""
-        if late:
-            for c in range(r.count + 1, r.job.accelerators.count.max + 1):
-                if _meets(r, c, _restart(r, settings)):
-                    target, reason = c, "meet the deadline"
+    def admit(self, waiting: Sequence[WaitingJob]) -> None:
+        """1. Shrink elastic jobs to admit waiting ones, highest priority first; the devices
+        freed are held for them, so no later step takes them."""
+        # 1. shrink to admit waiting jobs
+        for w in sorted(waiting, key=lambda w: -w.job.priority):
+            need = w.job.accelerators.count.min
+            for type_id in w.types:
+                names = self.free.eligible(w.job, type_id)
+                if self.free.total(names) >= need or self.donors(
+                    type_id, names, need, w.job.priority, w.id
+                ):
+                    self.free.take(names, need)  # held for it: no later step may take them
                     break
-            extra = 0 if target is None else target - r.count
-            if extra > free.total(names) and not donors(r.type, names, extra, r.job.priority, r.id):
-                target = None
-        if target is None:
-            top = min(r.job.accelerators.count.max, r.count + free.total(names))
-            target, reason = _idle_growth(r, rate, top, settings)
-        if target is None or target <= r.count or len(resizes) >= settings.max_resizes:
-            continue
-        grown = free.take(names, target - r.count)
-        if grown is None:
-            continue
-        new_rate = _rate(r, target) or rate
-        gain = f"+{new_rate / rate - 1:.0%} throughput"
-        touched.add(r.id)
-        resizes.append(Resize(r.id, r.type, _grown(r, grown), r.count, target, reason, gain))
 
-    # 4. move to another type
-    for r in sorted(running, key=lambda r: (urgency(r), r.id)):
-        if not r.elsewhere or not movable(r, moving=True):
-            continue
-        count = r.job.accelerators.count
-        usable: dict[str, list[str]] = {}  # type -> nodes the job may use there
-        fits: dict[tuple[str, int], Prediction] = {}
-        for (type_id, c), p in r.elsewhere.items():
-            if type_id == r.type or not count.min <= c <= count.max:
+    def grow(self) -> None:
+        """2. Grow jobs to meet their deadlines, most urgent first, shrinking others if need
+        be; 3. grow jobs into idle devices within the energy bound."""
+        for r in sorted(self.running, key=_urgency):
+            if not self.movable(r):
                 continue
-            if not r.job.elastic and c != r.count:
+            rate = _rate(r, r.count)
+            late = _meets(r, r.count, 0.0) is False
+            if rate is None or r.count >= r.job.accelerators.count.max:
                 continue
-            if free.idle_share(type_id, c) < settings.move_headroom:
+            if not late and self.free.total(self.free.of_type.get(r.type, ())) == 0:
+                continue  # nothing idles on its type: no growth to weigh
+            names = self.free.eligible(r.job, r.type)
+            target, reason = None, ""
+            if late:
+                for c in range(r.count + 1, r.job.accelerators.count.max + 1):
+                    if _meets(r, c, _restart(r, self.settings)):
+                        target, reason = c, "meet the deadline"
+                        break
+                extra = 0 if target is None else target - r.count
+                if extra > self.free.total(names) and not self.donors(
+                    r.type, names, extra, r.job.priority, r.id
+                ):
+                    target = None
+            if target is None:
+                top = min(r.job.accelerators.count.max, r.count + self.free.total(names))
+                target, reason = _idle_growth(r, rate, top, self.settings)
+            if (
+                target is None
+                or target <= r.count
+                or len(self.resizes) >= self.settings.max_resizes
+            ):
                 continue
-            if type_id not in usable:
-                usable[type_id] = free.eligible(r.job, type_id)
-            if free.total(usable[type_id]) >= c:
-                fits[(type_id, c)] = p
-        chosen = _better_type(r, fits, settings)
-        if chosen is None:
-            continue
-        (type_id, c), gain = chosen
-        shares = free.take(usable[type_id], c)
-        if shares is None:
-            continue
-        free.give(r.shares)
-        touched.add(r.id)
-        reason = f"better for {r.job.objective.kind.value} on {type_id}"
-        resizes.append(Resize(r.id, type_id, shares, r.count, c, reason, gain))
-    return resizes
+            grown = self.free.take(names, target - r.count)
+            if grown is None:
+                continue
+            new_rate = _rate(r, target) or rate
+            gain = f"+{new_rate / rate - 1:.0%} throughput"
+            self.touched.add(r.id)
+            self.resizes.append(
+                Resize(r.id, r.type, _grown(r, grown), r.count, target, reason, gain)
+            )
+
+    def move(self) -> None:
+        """4. Move jobs to another type their objective suits better, onto free devices only."""
+        for r in sorted(self.running, key=_urgency):
+            if not r.elsewhere or not self.movable(r, moving=True):
+                continue
+            count = r.job.accelerators.count
+            usable: dict[str, list[str]] = {}  # type -> nodes the job may use there
+            fits: dict[tuple[str, int], Prediction] = {}
+            for (type_id, c), p in r.elsewhere.items():
+                if type_id == r.type or not count.min <= c <= count.max:
+                    continue
+                if not r.job.elastic and c != r.count:
+                    continue
+                if self.free.idle_share(type_id, c) < self.settings.move_headroom:
+                    continue
+                if type_id not in usable:
+                    usable[type_id] = self.free.eligible(r.job, type_id)
+                if self.free.total(usable[type_id]) >= c:
+                    fits[(type_id, c)] = p
+            chosen = _better_type(r, fits, self.settings)
+            if chosen is None:
+                continue
+            (type_id, c), gain = chosen
+            shares = self.free.take(usable[type_id], c)
+            if shares is None:
+                continue
+            self.free.give(r.shares)
+            self.touched.add(r.id)
+            reason = f"better for {r.job.objective.kind.value} on {type_id}"
+            self.resizes.append(Resize(r.id, type_id, shares, r.count, c, reason, gain))
+
+
+def rebalance(
+    snapshot: ClusterSnapshot,
+    running: Sequence[RunningJob],
+    waiting: Sequence[WaitingJob],
+    now_s: float,
+    settings: Settings = Settings(),
+) -> list[Resize]:
+    """One period's resizes: four steps over one Round."""
+    round_ = Round.start(snapshot, running, now_s, settings)
+    round_.admit(waiting)  # 1. shrink to admit waiting jobs
+    round_.grow()  # 2. grow to meet deadlines; 3. grow into idle devices
+    round_.move()  # 4. move to another type
+    return round_.resizes
 
 
 def _better_type(
