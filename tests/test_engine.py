@@ -14,10 +14,19 @@ from berth.core.job import parse_job
 from berth.core.prediction import Prediction
 from berth.core.provenance import measured
 from berth.core.snapshot import NodeState, build_snapshot
-from berth.placement.elastic import Settings
+from berth.placement.elastic import Resize, Settings
 from berth.placement.kube_default import kube_default
-from berth.placement.plan import decide
-from berth.simulator.engine import EPOCH, Elasticity, Policy, Run, SimJob, Truth, simulate
+from berth.placement.plan import Plan, decide
+from berth.simulator.engine import (
+    EPOCH,
+    Elasticity,
+    Policy,
+    Run,
+    SimJob,
+    Simulation,
+    Truth,
+    simulate,
+)
 from berth.simulator.traces import TraceJob, as_manifest
 from tests.test_placement import A100
 from tests.test_snapshot import node
@@ -208,3 +217,46 @@ def test_the_same_inputs_give_the_same_run() -> None:
     jobs = [sim_job(f"j{i}", 7 * i, 1 + i % 3, 5_000 + 100 * i) for i in range(10)]
     first, second = run(jobs, a100_nodes(4, 2), decide), run(jobs, a100_nodes(4, 2), decide)
     assert first.ran == second.ran and first.idle_joules == second.idle_joules
+
+
+# --- the event loop's steps alone, on a Simulation --------------------------------------
+
+
+def simulation(jobs: list[SimJob], nodes: list[NodeState]) -> Simulation:
+    return Simulation(jobs, nodes, kube_default, offers(jobs), told, None, ELASTIC)
+
+
+def test_everything_that_happens_at_one_instant_is_taken_together() -> None:
+    jobs = [sim_job("a", 0, 2, 100), sim_job("b", 0, 2, 100), sim_job("c", 5, 2, 100)]
+    sim = simulation(jobs, a100_nodes(8))
+    assert sim.pop(0.0) == ([0, 1], False, False)
+    assert [e[0] for e in sim.events] == [5.0]
+
+
+def test_a_job_that_cannot_fit_is_not_even_offered_to_the_policy() -> None:
+    def never(*_: object) -> Plan:
+        raise AssertionError("asked")
+
+    jobs = [sim_job("big", 0, 8, 100)]
+    only_eight = {jobs[0].id: {("a100", 8): Truth(RATE * 8, 300.0, False)}}
+    sim = Simulation(jobs, a100_nodes(4), never, only_eight, told, None, None)
+    assert sim.start(0, 0.0) is False and sim.run.decisions == 0
+
+
+def test_a_finish_planned_before_a_resize_is_ignored() -> None:
+    jobs = [sim_job("a", 0, 2, 10_000, up_to=8)]
+    sim = simulation(jobs, a100_nodes(8))
+    assert sim.start(0, 0.0)
+    name = jobs[0].id
+    grown = Resize(name, "a100", (("n0", 2), ("n0", 2)), 2, 4, "use idle devices", "+100%")
+    assert sim.resize(grown, 10.0)
+    assert sim.finish(0, 0, 50.0) is False  # the end the first allocation would have had
+    assert sim.running[name].count == 4 and sim.free["a100"] == 4
+
+
+def test_the_period_ticks_only_while_an_elastic_job_runs() -> None:
+    jobs = [sim_job("rigid", 0, 2, 10_000)]
+    sim = simulation(jobs, a100_nodes(8))
+    sim.start(0, 0.0)
+    sim.schedule_tick(0.0)
+    assert sim.next_tick is None

@@ -18,6 +18,9 @@ kube-scheduler binds to one of them as a kubelet would:
   it started, then the final delete; an exit is restarted as restartPolicy says, with kubelet's
   back-off (at once, then 10 s doubling to 300 s), or ends the Pod Succeeded or Failed.
 Everything it creates (processes, namespaces, links, files) it removes by PID or by name.
+
+Over 400 lines on purpose: it is one kubelet (sandbox, container, status, DNS, cleanup), whose
+parts share one Pod's state and are read together when a torchrun test fails.
 """
 
 from __future__ import annotations

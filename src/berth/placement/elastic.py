@@ -35,11 +35,8 @@ from dataclasses import dataclass, field
 from berth.core.job import AcceleratorJob, ObjectiveKind
 from berth.core.prediction import Key, Prediction
 from berth.core.snapshot import ClusterSnapshot
-from berth.placement.nodes import WorkerNeed, devices_free, why_not
-from berth.placement.plan import min_memory_mib, worker_need
+from berth.placement.free import FreeDevices, Shares
 from berth.placement.score import objective_scores
-
-Shares = tuple[tuple[str, int], ...]  # (node, devices) per worker
 
 
 @dataclass(frozen=True)
@@ -121,64 +118,6 @@ def _meets(r: RunningJob, count: int, restart_s: float) -> bool | None:
     return r.remaining_samples / rate + extra <= r.deadline_in_s
 
 
-class _Free:
-    """Free devices per node of each type, kept current as resizes are decided."""
-
-    def __init__(self, snapshot: ClusterSnapshot) -> None:
-        self.type = {n.name: n.accelerator.type for n in snapshot.nodes}
-        self.nodes = {n.name: n for n in snapshot.nodes}
-        self.free = {n.name: devices_free(n) for n in snapshot.nodes if n.usable}
-        self.needs: dict[int, tuple[WorkerNeed, int | None]] = {}  # by id(job), this call
-        self.of_type: dict[str | None, list[str]] = {}
-        for name in self.free:
-            self.of_type.setdefault(self.type[name], []).append(name)
-
-    def eligible(self, job: AcceleratorJob, type_id: str) -> list[str]:
-        need, mib = self._need(job)
-        # A full node still counts: devices freed on it by a shrink are usable there.
-        fits = (None, "no free device", "busy")
-        return [
-            name
-            for name in self.of_type.get(type_id, ())
-            if why_not(self.nodes[name], type_id, need, mib) in fits
-        ]
-
-    def _need(self, job: AcceleratorJob) -> tuple[WorkerNeed, int | None]:
-        if id(job) not in self.needs:
-            self.needs[id(job)] = (worker_need(job), min_memory_mib(job))
-        return self.needs[id(job)]
-
-    def total(self, names: Sequence[str]) -> int:
-        return sum(self.free[n] for n in names)
-
-    def idle_share(self, type_id: str, taking: int) -> float:
-        """The share of the type's devices still free after `taking` more."""
-        names = self.of_type.get(type_id, ())
-        pool = sum(self.nodes[n].allocatable.gpus for n in names)
-        return (self.total(names) - taking) / pool if pool else 0.0
-
-    def take(self, names: Sequence[str], count: int) -> Shares | None:
-        """Fewest nodes first: the fullest that still has room."""
-        out: list[tuple[str, int]] = []
-        for name in sorted(names, key=lambda n: (-self.free[n], n)):
-            if count == 0:
-                break
-            got = min(self.free[name], count)
-            if got > 0:
-                out.append((name, got))
-                count -= got
-        if count:
-            return None
-        for name, got in out:
-            self.free[name] -= got
-        return tuple(out)
-
-    def give(self, shares: Shares) -> None:
-        for name, got in shares:
-            if name in self.free:
-                self.free[name] += got
-
-
 def _floor(r: RunningJob, settings: Settings) -> int:
     """The least count a shrink may leave: the job's min, or the least that still meets a
     deadline it would meet now (admitting one job never costs another its deadline)."""
@@ -210,7 +149,7 @@ class Round:
     """One period's state, outside the steps that change it: the devices still free, the
     resizes so far, and the jobs already resized this period."""
 
-    free: _Free
+    free: FreeDevices
     running: Sequence[RunningJob]
     now_s: float
     settings: Settings
@@ -221,7 +160,7 @@ class Round:
     def start(
         snapshot: ClusterSnapshot, running: Sequence[RunningJob], now_s: float, settings: Settings
     ) -> Round:
-        return Round(_Free(snapshot), running, now_s, settings)
+        return Round(FreeDevices(snapshot), running, now_s, settings)
 
     def movable(self, r: RunningJob, moving: bool = False) -> bool:
         """May `r` be resized now: elastic (or resumable, to move), not yet this period, not

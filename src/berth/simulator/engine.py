@@ -31,11 +31,11 @@ from berth.placement.elastic import (
     Resize,
     RunningJob,
     Settings,
-    Shares,
     WaitingJob,
     by_type,
     rebalance,
 )
+from berth.placement.free import Shares
 from berth.placement.nodes import devices_free
 from berth.placement.plan import Plan
 
@@ -152,100 +152,162 @@ def _per_node(shares: Shares) -> dict[str, tuple[int, int]]:
     return out
 
 
-def simulate(
-    jobs: Sequence[SimJob],
-    nodes: Sequence[NodeState],
-    policy: Policy,
-    offers: Mapping[str, Offers],
-    predictions: Callable[[SimJob], Mapping[tuple[str, int], Prediction]],
-    progress: Callable[[int], None] | None = None,
-    elasticity: Elasticity | None = None,
-) -> Run:
-    state = {n.name: n for n in nodes}
-    order = [n.name for n in nodes]
-    kind = {n.name: n.accelerator.type or "" for n in nodes}
-    idle_watts = {n.name: n.idle_watts or 0.0 for n in nodes}
-    free: dict[str, int] = {}
-    for n in nodes:
-        free[kind[n.name]] = free.get(kind[n.name], 0) + devices_free(n)
-    awake_since: dict[str, float] = {}
-    run = Run()
-    told: dict[str, Mapping[tuple[str, int], Prediction]] = {}
-    # (job, type) -> (count -> prediction on it, (type, count) -> prediction elsewhere)
-    scaling: dict[tuple[str, str], tuple[dict[int, Prediction], dict[Key, Prediction]]] = {}
-    types: dict[str, tuple[str, ...]] = {}  # job -> the types it was offered predictions on
-    running: dict[str, _Live] = {}
-    events: list[tuple[float, int, int, int]] = [
-        (j.submitted_s, ARRIVE, i, 0) for i, j in enumerate(jobs)
-    ]
-    heapq.heapify(events)
-    pending: list[int] = []
-    snapshot: ClusterSnapshot | None = None
-    finished = 0
-    next_tick: float | None = None
+class Simulation:
+    """One policy over one trace: the cluster's state, the event queue and what ran, outside
+    the steps of the event loop that change them."""
 
-    def current() -> ClusterSnapshot:
-        nonlocal snapshot
-        if snapshot is None:
-            snapshot = ClusterSnapshot(tuple(state[name] for name in order))
-        return snapshot
+    def __init__(
+        self,
+        jobs: Sequence[SimJob],
+        nodes: Sequence[NodeState],
+        policy: Policy,
+        offers: Mapping[str, Offers],
+        predictions: Callable[[SimJob], Mapping[tuple[str, int], Prediction]],
+        progress: Callable[[int], None] | None,
+        elasticity: Elasticity | None,
+    ) -> None:
+        self.jobs, self.policy, self.offers = jobs, policy, offers
+        self.predictions, self.progress, self.elasticity = predictions, progress, elasticity
+        self.state = {n.name: n for n in nodes}
+        self.order = [n.name for n in nodes]
+        self.kind = {n.name: n.accelerator.type or "" for n in nodes}
+        self.idle_watts = {n.name: n.idle_watts or 0.0 for n in nodes}
+        self.free: dict[str, int] = {}
+        for n in nodes:
+            self.free[self.kind[n.name]] = self.free.get(self.kind[n.name], 0) + devices_free(n)
+        self.awake_since: dict[str, float] = {}
+        self.run = Run()
+        self.told: dict[str, Mapping[tuple[str, int], Prediction]] = {}
+        # (job, type) -> (count -> prediction on it, (type, count) -> prediction elsewhere)
+        self.scaling: dict[
+            tuple[str, str], tuple[dict[int, Prediction], dict[Key, Prediction]]
+        ] = {}
+        self.types: dict[
+            str, tuple[str, ...]
+        ] = {}  # job -> the types it was offered predictions on
+        self.running: dict[str, _Live] = {}
+        self.events: list[tuple[float, int, int, int]] = [
+            (j.submitted_s, ARRIVE, i, 0) for i, j in enumerate(jobs)
+        ]
+        heapq.heapify(self.events)
+        self.pending: list[int] = []
+        self.snapshot: ClusterSnapshot | None = None
+        self.finished = 0
+        self.next_tick: float | None = None
 
-    def move(shares: Shares, sign: int, now: float) -> None:
-        nonlocal snapshot
+    # --- the event loop ------------------------------------------------------------------
+
+    def loop(self) -> Run:
+        while self.events:
+            now = self.events[0][0]
+            # 1. Everything that happens now: finishes release devices, arrivals queue.
+            arrived, released, ticked = self.pop(now)
+            self.pending += arrived
+            changed = released
+            # 2. On a tick of the elastic period: the elastic policy's resizes.
+            if ticked:
+                self.next_tick = None
+                changed |= self.rebalanced(now)
+            # 3. Start what fits. Without a change nothing that waited before can fit now:
+            # try the newcomers only.
+            tried = self.pending if changed else arrived
+            started = {i for i in list(tried) if self.start(i, now)}
+            if started:
+                self.pending = [i for i in self.pending if i not in started]
+            # 4. The devices busy per type, when that changed.
+            if started or changed:
+                counts: dict[str, int] = {}
+                for live in self.running.values():
+                    counts[live.type] = counts.get(live.type, 0) + live.count
+                self.run.busy_timeline.append((now, counts))
+            # 5. The next tick, while an elastic job runs.
+            self.schedule_tick(now)
+        self.run.never_placed = [self.jobs[i].id for i in self.pending]
+        return self.run
+
+    def pop(self, now: float) -> tuple[list[int], bool, bool]:
+        """(jobs arriving, whether a finish released devices, whether the period ticked)."""
+        arrived, released, ticked = [], False, False
+        while self.events and self.events[0][0] == now:
+            _, what, i, version = heapq.heappop(self.events)
+            if what == FINISH:
+                released |= self.finish(i, version, now)
+            elif what == ARRIVE:
+                arrived.append(i)
+            else:
+                ticked = True
+        return arrived, released, ticked
+
+    def schedule_tick(self, now: float) -> None:
+        elastic = any(self.jobs[live.index].job.elastic for live in self.running.values())
+        if self.elasticity is not None and self.next_tick is None and elastic:
+            self.next_tick = now + self.elasticity.settings.period_s
+            heapq.heappush(self.events, (self.next_tick, TICK, -1, 0))
+
+    # --- the cluster ---------------------------------------------------------------------
+
+    def current(self) -> ClusterSnapshot:
+        if self.snapshot is None:
+            self.snapshot = ClusterSnapshot(tuple(self.state[name] for name in self.order))
+        return self.snapshot
+
+    def move(self, shares: Shares, sign: int, now: float) -> None:
         for name, (devices, workers) in _per_node(shares).items():
-            node = state[name]
+            node = self.state[name]
             if sign > 0 and node.workload_pods == 0:
-                awake_since[name] = now
+                self.awake_since[name] = now
             gpus = Resources(gpus=sign * devices)
-            state[name] = replace(
+            self.state[name] = replace(
                 node,
                 requested=node.requested if node.cpu_only else node.requested + gpus,
                 workload_pods=node.workload_pods + sign * workers,
             )
-            free[kind[name]] -= sign * devices
-            if sign < 0 and state[name].workload_pods == 0:
-                run.idle_joules += idle_watts[name] * (now - awake_since.pop(name))
-        snapshot = None
+            self.free[self.kind[name]] -= sign * devices
+            if sign < 0 and self.state[name].workload_pods == 0:
+                self.run.idle_joules += self.idle_watts[name] * (now - self.awake_since.pop(name))
+        self.snapshot = None
 
-    def predicted(job: SimJob) -> Mapping[tuple[str, int], Prediction]:
-        if job.id not in told:
-            told[job.id] = predictions(job)
-        return told[job.id]
+    def predicted(self, job: SimJob) -> Mapping[tuple[str, int], Prediction]:
+        if job.id not in self.told:
+            self.told[job.id] = self.predictions(job)
+        return self.told[job.id]
 
-    def could_fit(job: SimJob) -> bool:
-        return any(free.get(t, 0) >= c for t, c in offers[job.id])
+    def could_fit(self, job: SimJob) -> bool:
+        return any(self.free.get(t, 0) >= c for t, c in self.offers[job.id])
 
-    def start(i: int, now: float) -> bool:
-        job = jobs[i]
-        if not could_fit(job):
+    # --- a job's life --------------------------------------------------------------------
+
+    def start(self, i: int, now: float) -> bool:
+        job = self.jobs[i]
+        if not self.could_fit(job):
             return False
         began = time.perf_counter()
-        plan = policy(current(), job.job, predicted(job), EPOCH + timedelta(seconds=now))
-        run.decision_seconds += time.perf_counter() - began
-        run.decisions += 1
+        plan = self.policy(self.current(), job.job, self.predicted(job),
+                           EPOCH + timedelta(seconds=now))  # fmt: skip
+        self.run.decision_seconds += time.perf_counter() - began
+        self.run.decisions += 1
         chosen = plan.chosen
         if chosen is None:
             return False
-        truth = offers[job.id][(chosen.type, chosen.count)]
-        move(chosen.nodes, +1, now)
+        truth = self.offers[job.id][(chosen.type, chosen.count)]
+        self.move(chosen.nodes, +1, now)
         live = _Live(i, chosen.type, chosen.nodes, truth, now, job.samples, now, now, now,
                      truth.watts_modelled)  # fmt: skip
         live.allocations.append((now, chosen.nodes))
-        running[job.id] = live
-        heapq.heappush(events, (live.end_s(), FINISH, i, 0))
+        self.running[job.id] = live
+        heapq.heappush(self.events, (live.end_s(), FINISH, i, 0))
         return True
 
-    def finish(i: int, version: int, now: float) -> bool:
-        nonlocal finished
-        live = running.get(jobs[i].id)
+    def finish(self, i: int, version: int, now: float) -> bool:
+        live = self.running.get(self.jobs[i].id)
         if live is None or live.version != version:
             return False  # a resize moved this job's end
         live.advance(now)
-        del running[jobs[i].id]
-        move(live.shares, -1, now)
-        job = jobs[i]
+        del self.running[self.jobs[i].id]
+        self.move(live.shares, -1, now)
+        job = self.jobs[i]
         first = live.allocations[0][1]
-        run.ran.append(
+        self.run.ran.append(
             Ran(
                 job.id,
                 live.type,
@@ -262,22 +324,22 @@ def simulate(
                 live.moves,
             )
         )
-        finished += 1
-        if progress is not None:
-            progress(finished)
+        self.finished += 1
+        if self.progress is not None:
+            self.progress(self.finished)
         return True
 
-    def resize(r: Resize, now: float) -> bool:
-        live = running[r.id]
-        job = jobs[live.index]
-        truth = offers[job.id].get((r.type, r.to_count))
+    def resize(self, r: Resize, now: float) -> bool:
+        live = self.running[r.id]
+        job = self.jobs[live.index]
+        truth = self.offers[job.id].get((r.type, r.to_count))
         if truth is None:
             return False  # the ground truth cannot run it: nothing is changed
         live.advance(now)
-        move(live.shares, -1, now)
-        move(r.shares, +1, now)
-        assert elasticity is not None
-        pause = elasticity.restart_s(job)
+        self.move(live.shares, -1, now)
+        self.move(r.shares, +1, now)
+        assert self.elasticity is not None
+        pause = self.elasticity.restart_s(job)
         live.moves += r.type != live.type
         live.type, live.shares, live.truth = r.type, r.shares, truth
         live.modelled = live.modelled or truth.watts_modelled
@@ -285,62 +347,46 @@ def simulate(
         live.restart_s += pause
         live.version += 1
         live.allocations.append((now, r.shares))
-        heapq.heappush(events, (live.end_s(), FINISH, live.index, live.version))
+        heapq.heappush(self.events, (live.end_s(), FINISH, live.index, live.version))
         return True
 
-    def rebalanced(now: float) -> bool:
-        assert elasticity is not None
+    def rebalanced(self, now: float) -> bool:
+        assert self.elasticity is not None
         views = []
-        for job_id, live in running.items():
-            job = jobs[live.index]
+        for job_id, live in self.running.items():
+            job = self.jobs[live.index]
             live.advance(now)
             key = (job.id, live.type)
-            if key not in scaling:
-                scaling[key] = by_type(predicted(job), live.type)
-            here, elsewhere = scaling[key]
+            if key not in self.scaling:
+                self.scaling[key] = by_type(self.predicted(job), live.type)
+            here, elsewhere = self.scaling[key]
             deadline = None if job.deadline_s is None else job.deadline_s - now
             views.append(
                 RunningJob(job_id, job.job, live.type, live.shares, live.remaining, deadline,
-                           live.last_resize_s, here, elasticity.restart_s(job), elsewhere)
+                           live.last_resize_s, here, self.elasticity.restart_s(job), elsewhere)
             )  # fmt: skip
-        for i in pending:
-            if jobs[i].id not in types:
-                types[jobs[i].id] = tuple(sorted({t for t, _ in predicted(jobs[i])}))
-        waiting = [WaitingJob(jobs[i].id, jobs[i].job, types[jobs[i].id]) for i in pending]
-        decided = rebalance(current(), views, waiting, now, elasticity.settings)
+        jobs = self.jobs
+        for i in self.pending:
+            if jobs[i].id not in self.types:
+                self.types[jobs[i].id] = tuple(sorted({t for t, _ in self.predicted(jobs[i])}))
+        waiting = [
+            WaitingJob(jobs[i].id, jobs[i].job, self.types[jobs[i].id]) for i in self.pending
+        ]
+        decided = rebalance(self.current(), views, waiting, now, self.elasticity.settings)
         # Shrinks first, so growth never counts devices a shrink has not yet released.
-        applied = [resize(r, now) for r in sorted(decided, key=lambda r: r.to_count > r.from_count)]
+        ordered = sorted(decided, key=lambda r: r.to_count > r.from_count)
+        applied = [self.resize(r, now) for r in ordered]
         return any(applied)
 
-    while events:
-        now = events[0][0]
-        arrived, released, ticked = [], False, False
-        while events and events[0][0] == now:
-            _, what, i, version = heapq.heappop(events)
-            if what == FINISH:
-                released |= finish(i, version, now)
-            elif what == ARRIVE:
-                arrived.append(i)
-            else:
-                ticked = True
-        pending += arrived
-        changed = released
-        if ticked:
-            next_tick = None
-            changed |= rebalanced(now)
-        # Without a change nothing that waited before can fit now: try the newcomers only.
-        tried = pending if changed else arrived
-        started = {i for i in list(tried) if start(i, now)}
-        if started:
-            pending = [i for i in pending if i not in started]
-        if started or changed:
-            counts: dict[str, int] = {}
-            for live in running.values():
-                counts[live.type] = counts.get(live.type, 0) + live.count
-            run.busy_timeline.append((now, counts))
-        elastic = any(jobs[live.index].job.elastic for live in running.values())
-        if elasticity is not None and next_tick is None and elastic:
-            next_tick = now + elasticity.settings.period_s
-            heapq.heappush(events, (next_tick, TICK, -1, 0))
-    run.never_placed = [jobs[i].id for i in pending]
-    return run
+
+def simulate(
+    jobs: Sequence[SimJob],
+    nodes: Sequence[NodeState],
+    policy: Policy,
+    offers: Mapping[str, Offers],
+    predictions: Callable[[SimJob], Mapping[tuple[str, int], Prediction]],
+    progress: Callable[[int], None] | None = None,
+    elasticity: Elasticity | None = None,
+) -> Run:
+    """Every job of the trace through `policy` on `nodes`, event by event."""
+    return Simulation(jobs, nodes, policy, offers, predictions, progress, elasticity).loop()

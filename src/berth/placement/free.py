@@ -1,0 +1,71 @@
+"""The devices still free on each node during one period of the elastic policy, kept current
+as its resizes are decided (pure)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from berth.core.job import AcceleratorJob
+from berth.core.snapshot import ClusterSnapshot
+from berth.placement.nodes import WorkerNeed, devices_free, why_not
+from berth.placement.plan import min_memory_mib, worker_need
+
+Shares = tuple[tuple[str, int], ...]  # (node, devices) per worker
+
+
+class FreeDevices:
+    """Free devices per node of each type, kept current as resizes are decided."""
+
+    def __init__(self, snapshot: ClusterSnapshot) -> None:
+        self.type = {n.name: n.accelerator.type for n in snapshot.nodes}
+        self.nodes = {n.name: n for n in snapshot.nodes}
+        self.free = {n.name: devices_free(n) for n in snapshot.nodes if n.usable}
+        self.needs: dict[int, tuple[WorkerNeed, int | None]] = {}  # by id(job), this call
+        self.of_type: dict[str | None, list[str]] = {}
+        for name in self.free:
+            self.of_type.setdefault(self.type[name], []).append(name)
+
+    def eligible(self, job: AcceleratorJob, type_id: str) -> list[str]:
+        need, mib = self._need(job)
+        # A full node still counts: devices freed on it by a shrink are usable there.
+        fits = (None, "no free device", "busy")
+        return [
+            name
+            for name in self.of_type.get(type_id, ())
+            if why_not(self.nodes[name], type_id, need, mib) in fits
+        ]
+
+    def _need(self, job: AcceleratorJob) -> tuple[WorkerNeed, int | None]:
+        if id(job) not in self.needs:
+            self.needs[id(job)] = (worker_need(job), min_memory_mib(job))
+        return self.needs[id(job)]
+
+    def total(self, names: Sequence[str]) -> int:
+        return sum(self.free[n] for n in names)
+
+    def idle_share(self, type_id: str, taking: int) -> float:
+        """The share of the type's devices still free after `taking` more."""
+        names = self.of_type.get(type_id, ())
+        pool = sum(self.nodes[n].allocatable.gpus for n in names)
+        return (self.total(names) - taking) / pool if pool else 0.0
+
+    def take(self, names: Sequence[str], count: int) -> Shares | None:
+        """Fewest nodes first: the fullest that still has room."""
+        out: list[tuple[str, int]] = []
+        for name in sorted(names, key=lambda n: (-self.free[n], n)):
+            if count == 0:
+                break
+            got = min(self.free[name], count)
+            if got > 0:
+                out.append((name, got))
+                count -= got
+        if count:
+            return None
+        for name, got in out:
+            self.free[name] -= got
+        return tuple(out)
+
+    def give(self, shares: Shares) -> None:
+        for name, got in shares:
+            if name in self.free:
+                self.free[name] += got
