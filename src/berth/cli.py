@@ -12,7 +12,7 @@ import yaml
 
 from berth import __version__, simulate
 from berth.core.job import AcceleratorJob, check_deadline, parse_job
-from berth.core.manifest import load_documents
+from berth.core.manifest import ManifestError, read_manifest
 from berth.core.validation import InvalidObject
 from berth.crds import GROUP, KIND
 from berth.operator import commands as operator_commands
@@ -70,9 +70,15 @@ def cmd_validate(args: argparse.Namespace) -> int:
     skipped = 0
     for path in files:
         try:
-            documents = load_documents(path.read_text(encoding="utf-8"))
+            documents = read_manifest(path)
+        except ManifestError as exc:
+            print(f"error: {path}: {exc}", file=sys.stderr)
+            return 1
         except yaml.YAMLError as exc:
             print(f"error: {path}: not valid YAML: {exc}", file=sys.stderr)
+            return 1
+        except OSError as exc:
+            print(f"error: {path}: {exc.strerror or exc}", file=sys.stderr)
             return 1
         for index, doc in enumerate(documents):
             is_job = isinstance(doc, dict) and (

@@ -147,7 +147,10 @@ def parse_duration(text: str) -> timedelta:
         pos = match.end()
     if pos != len(text) or not text:
         raise ValueError(f"not a duration: {text!r}")
-    return timedelta(seconds=seconds)
+    try:
+        return timedelta(seconds=seconds)
+    except OverflowError:
+        raise ValueError(f"{text!r} is longer than any deadline can be") from None
 
 
 def parse_time(text: str) -> datetime:
@@ -189,7 +192,10 @@ def parse_job(obj: Any, admitted: bool = False) -> AcceleratorJob:
         for field, want in (("apiVersion", API_VERSION), ("kind", KIND))
         if obj.get(field) != want
     ]
-    name = (obj.get("metadata") or {}).get("name")
+    metadata = obj.get("metadata")
+    if metadata is not None and not isinstance(metadata, dict):
+        raise InvalidObject([FieldError("metadata", metadata, "must be a mapping")])
+    name = (metadata or {}).get("name")
     if not isinstance(name, str) or not name:
         header.append(FieldError("metadata.name", name, "required: the job's name"))
     if header:
