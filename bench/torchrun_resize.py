@@ -24,35 +24,15 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from e2e.cluster.kubelet import missing_capabilities  # noqa: E402
-from tests.torchrun import A100S, Env, holder, release, since, start, trainer  # noqa: E402
+from tests.torchrun import A100S, grow_and_shrink, start  # noqa: E402
 
 
 def one_run(tmp: Path) -> dict[str, float]:
     plane = start(tmp, [A100S])
     try:
-        return scenario(next(plane))
+        return grow_and_shrink(next(plane)).seconds
     finally:
         plane.close()  # operator, harness and control plane stopped, by PID
-
-
-def scenario(env: Env) -> dict[str, float]:
-    env.create(holder(env, "blocker", 1, ["a100"]))
-    env.until("blocker running", lambda: env.status("blocker").get("phase") == "Running")
-    job = trainer(env, "stretch", 2, 3)
-    job["spec"] |= {"elastic": True, "objective": {"type": "time"}}
-    env.create(job)
-    first = env.world("stretch", 2)
-    release(env, "blocker")
-    grown = env.world("stretch", 3, after=first.formed)
-    grow = env.status("stretch")["resizes"][-1]
-    env.create(holder(env, "urgent", 1, ["a100"], priority=10))
-    shrunk = env.world("stretch", 2, after=grown.formed)
-    shrink = env.status("stretch")["resizes"][-1]
-    return {
-        "form": since(env.created("stretch"), first.formed),
-        "grow": since(grow["time"], grown.formed),
-        "shrink": since(shrink["time"], shrunk.formed),
-    }
 
 
 def main() -> None:

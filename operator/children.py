@@ -9,10 +9,11 @@ from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any
 
+from berth.core.allocation import Allocation
 from berth.operator import resizing, status
 from berth.operator.events import Events
 from berth.operator.kube import AlreadyExists, Kube, NotFound
-from berth.operator.workers import Placement, service, worker_name, worker_pods
+from berth.operator.workers import service, worker_name, worker_pods
 from berth.operator.writer import StatusWriter, key
 
 
@@ -30,7 +31,7 @@ class Children:
     def reconcile(
         self,
         job: Mapping[str, Any],
-        placement: Placement,
+        placement: Allocation,
         own: Mapping[str, Mapping[str, Any]],
         products: Mapping[str, str],
     ) -> None:
@@ -47,7 +48,7 @@ class Children:
     def _ensure(
         self,
         job: Mapping[str, Any],
-        placement: Placement,
+        placement: Allocation,
         own: Mapping[str, Mapping[str, Any]],
         products: Mapping[str, str],
     ) -> None:
@@ -73,7 +74,7 @@ class Children:
             self.created.add((ns, pods[k]["metadata"]["name"]))
 
     def _follow(
-        self, job: Mapping[str, Any], placement: Placement, own: Mapping[str, Mapping[str, Any]]
+        self, job: Mapping[str, Any], placement: Allocation, own: Mapping[str, Mapping[str, Any]]
     ) -> None:
         found = status.workers_phase(job["metadata"]["name"], placement, own)
         if found.phase == status.PLACED and self.writer.current(job)[1].get("resizes"):

@@ -6,8 +6,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
 
+from berth.core.allocation import Allocation
 from berth.core.job import AcceleratorJob, check_deadline
 from berth.core.prediction import Prediction
 from berth.core.snapshot import ClusterSnapshot
@@ -44,7 +44,8 @@ class Waiting:
 
 @dataclass(frozen=True)
 class Placed:
-    placement: dict[str, Any]  # status.placement
+    allocation: Allocation
+    placement: status.PlacementStatus  # with the predictions and alternatives
     conditions: tuple[status.Condition, ...]
     notes: tuple[Note, ...]
     source: str  # which predictor answered for the chosen allocation
@@ -116,6 +117,7 @@ def admit(
         notes.append(Note("Warning", "DeadlineUnreachable", admitted.message))
     energy = chosen.estimate.energy_kwh
     return Placed(
+        chosen.allocation,
         placement, tuple(conditions), tuple(notes), source, got.degraded,
         None if energy is None else energy.value * 3.6e6, chosen.type, dict(got.predictions),
     )  # fmt: skip

@@ -10,6 +10,7 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
+from berth.core.allocation import Allocation
 from berth.core.job import AcceleratorJob
 from berth.core.snapshot import ClusterSnapshot
 from berth.core.validation import InvalidObject
@@ -17,11 +18,10 @@ from berth.operator import resizing, status
 from berth.operator.events import Events
 from berth.operator.forecasts import Forecasts
 from berth.operator.metrics import Metrics
-from berth.operator.workers import Placement
 from berth.operator.writer import StatusWriter
 from berth.placement.elastic import RunningJob, Settings, WaitingJob, rebalance
 
-Placed = list[tuple[Mapping[str, Any], Placement]]
+Placed = list[tuple[Mapping[str, Any], Allocation]]
 
 
 class Rebalancer:
@@ -83,7 +83,7 @@ class Rebalancer:
             if not isinstance(parsed, InvalidObject) and self.writer.placement(job) is None:
                 allowed = tuple(t for t in types if parsed.accelerators.allows(t))
                 queue.append(WaitingJob(job["metadata"]["name"], parsed, allowed))
-        changed: dict[str, Placement] = {}
+        changed: dict[str, Allocation] = {}
         for r in rebalance(snapshot, running, queue, now.timestamp(), self.settings):
             job = by_uid[r.id]
             current = self.writer.current(job)[1]
@@ -97,7 +97,7 @@ class Rebalancer:
             update = status.Condition("Running", True, "Resized", message)
             if not self.writer.write(job, status.RESIZING, [update], now, placement, history):
                 continue
-            changed[r.id] = Placement.from_status(placement)
+            changed[r.id] = Allocation.of(r.type, r.shares)
             self.metrics.resizes.inc()
             self.events.post(job, "Normal", "Resized", message)
         return [(j, changed.get(j["metadata"]["uid"], p)) for j, p in placed]

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from berth.core.allocation import Allocation
 from berth.core.job import AcceleratorJob, parse_job
 from berth.core.snapshot import LABEL_GPU_PRODUCT, ClusterSnapshot, build_snapshot, with_claims
 from berth.core.validation import InvalidObject
@@ -36,7 +37,7 @@ from berth.operator.kube import ApiError, Conflict, Invalid, Kube
 from berth.operator.metrics import Metrics
 from berth.operator.rebalancer import Placed, Rebalancer
 from berth.operator.state import capacity_pods, claims
-from berth.operator.workers import LABEL_JOB, Placement
+from berth.operator.workers import LABEL_JOB
 from berth.operator.writer import StatusWriter, key
 from berth.placement.elastic import Settings
 
@@ -111,7 +112,7 @@ class Reconciler:
             if recorded is None:
                 waiting.append(job)
             else:
-                placed.append((job, Placement.from_status(recorded)))
+                placed.append((job, status.allocation_of(recorded)))
         self.metrics.queue.set(len(waiting))
         waiting.sort(key=_queue_order)
         # 3. Place what is due a try, on one snapshot that each placement's claims update.
@@ -197,7 +198,7 @@ class Reconciler:
 
     def _place(
         self, job: Mapping[str, Any], snapshot: ClusterSnapshot, epoch: int
-    ) -> Placement | None:
+    ) -> Allocation | None:
         uid = job["metadata"]["uid"]
         began = time.perf_counter()
         now = self.clock()
@@ -226,7 +227,7 @@ class Reconciler:
             self.metrics.predicted_energy.labels(decided.type).inc(decided.energy_j)
         for note in decided.notes:
             self.events.post(job, note.kind, note.reason, note.message)
-        return Placement.from_status(decided.placement)
+        return decided.allocation
 
     def _refuse(self, job: Mapping[str, Any], reason: str, message: str, now: datetime) -> None:
         self.writer.write(

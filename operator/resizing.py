@@ -14,10 +14,11 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
+from berth.core.allocation import Allocation
 from berth.core.job import AcceleratorJob
 from berth.core.prediction import Key, Prediction
 from berth.core.snapshot import GPU_RESOURCE
-from berth.operator.workers import Placement
+from berth.operator.status import ResizeEntry, allocation_of, allocation_status
 from berth.placement.elastic import Resize, RunningJob, by_type
 from berth.placement.plan import deadline_budget
 
@@ -74,9 +75,8 @@ def running_job(
     now: datetime,
 ) -> RunningJob:
     """`found`: the job's predictions on every allowed (type, count)."""
-    placement = status["placement"]
-    type_id = str(placement["type"])
-    shares = tuple((str(n["name"]), int(n["count"])) for n in placement["nodes"])
+    held = allocation_of(status["placement"])
+    type_id, shares = held.type, held.shares
     resizes = status.get("resizes") or ()
     last = _time(resizes[-1]["time"]) if resizes else -math.inf
     remaining = remaining_samples(job, status, found, now.timestamp())
@@ -90,25 +90,21 @@ def running_job(
 
 def resized(
     status: Mapping[str, Any], resize: Resize, now: datetime
-) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """The new status.placement and status.resizes for `resize`."""
+) -> tuple[dict[str, Any], list[Mapping[str, Any]]]:
+    """The new status.placement (its allocation replaced, its predictions kept) and
+    status.resizes for `resize`."""
     placement = dict(status["placement"])
-    placement |= {
-        "type": resize.type,
-        "count": resize.to_count,
-        "nodes": [{"name": n, "count": c} for n, c in resize.shares],
-        "nodeNames": ",".join(dict.fromkeys(n for n, _ in resize.shares)),
-    }
-    entry = {
+    placement |= allocation_status(Allocation.of(resize.type, resize.shares))
+    entry: ResizeEntry = {
         "time": now.isoformat().replace("+00:00", "Z"),
-        "fromType": status["placement"]["type"],
+        "fromType": str(status["placement"]["type"]),
         "toType": resize.type,
         "fromCount": resize.from_count,
         "toCount": resize.to_count,
         "reason": resize.reason,
         "predictedGain": resize.predicted_gain,
     }
-    history = [*(status.get("resizes") or ()), entry][-MAX_RESIZES_KEPT:]
+    history: list[Mapping[str, Any]] = [*(status.get("resizes") or ()), entry][-MAX_RESIZES_KEPT:]
     return placement, history
 
 
@@ -132,7 +128,7 @@ def _devices(pod: Mapping[str, Any]) -> int | None:
 
 
 def stale_workers(
-    job_name: str, placement: Placement, own: Mapping[str, Mapping[str, Any]]
+    job_name: str, placement: Allocation, own: Mapping[str, Mapping[str, Any]]
 ) -> list[str]:
     """This job's worker Pods the recorded placement no longer holds: beyond its workers (a
     shrink), on another node than their share (a move) or with another device count (a Pod's

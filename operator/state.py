@@ -10,14 +10,45 @@ plus one stand-in per recorded worker that is not bound yet.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import Any, TypedDict
 
+from berth.core.allocation import Allocation
 from berth.core.catalog import CPU
 from berth.core.snapshot import GPU_RESOURCE, Resources, pod_requests
-from berth.operator.workers import LABEL_JOB, Placement, worker_name
+from berth.operator.workers import LABEL_JOB, worker_name
 
 
-def slim_pod(body: Mapping[str, Any]) -> dict[str, Any]:
+class CachedMeta(TypedDict):
+    name: str
+    namespace: str | None
+    labels: dict[str, str]
+    ownerReferences: list[dict[str, Any]]
+
+
+class CachedSpec(TypedDict):
+    nodeName: str | None
+    affinity: dict[str, Any]
+    containers: list[dict[str, Any]]
+    initContainers: list[dict[str, Any]]
+    overhead: dict[str, Any] | None
+
+
+class CachedStatus(TypedDict):
+    phase: str | None
+    reason: str | None
+    message: str | None
+    containerStatuses: list[dict[str, Any]]
+
+
+class CachedPod(TypedDict):
+    """A Pod as the operator's cache holds it (slim_pod): nothing else is there to read."""
+
+    metadata: CachedMeta
+    spec: CachedSpec
+    status: CachedStatus
+
+
+def slim_pod(body: Mapping[str, Any]) -> CachedPod:
     """What capacity and job phases need of a pod, and nothing else (the cache holds every pod
     of the cluster)."""
     meta, spec, status = body["metadata"], body.get("spec") or {}, body.get("status") or {}
@@ -74,7 +105,7 @@ def slim_node(body: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-def claims(job: Mapping[str, Any], placement: Placement) -> dict[str, Resources]:
+def claims(job: Mapping[str, Any], placement: Allocation) -> dict[str, Resources]:
     """What each node of a new placement gives up to its worker."""
     base = pod_requests({"spec": job["spec"]["template"]["spec"]})
     return {
@@ -83,7 +114,7 @@ def claims(job: Mapping[str, Any], placement: Placement) -> dict[str, Resources]
     }
 
 
-def stand_ins(job: Mapping[str, Any], placement: Placement) -> list[dict[str, Any]]:
+def stand_ins(job: Mapping[str, Any], placement: Allocation) -> list[dict[str, Any]]:
     """One bound pod per recorded worker, with the requests the real one will have."""
     meta = job["metadata"]
     base = pod_requests({"spec": job["spec"]["template"]["spec"]})
@@ -111,7 +142,7 @@ def stand_ins(job: Mapping[str, Any], placement: Placement) -> list[dict[str, An
 
 def capacity_pods(
     pods: Iterable[Mapping[str, Any]],
-    placed: Iterable[tuple[Mapping[str, Any], Placement]],
+    placed: Iterable[tuple[Mapping[str, Any], Allocation]],
 ) -> list[Mapping[str, Any]]:
     """Bound pods, plus stand-ins for the workers of unfinished placed jobs not bound yet."""
     bound: list[Mapping[str, Any]] = []

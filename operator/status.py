@@ -9,10 +9,11 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, TypedDict
 
+from berth.core.allocation import Allocation
 from berth.core.energy import EnergyEstimate
-from berth.operator.workers import Placement, worker_name
+from berth.operator.workers import worker_name
 from berth.placement.plan import Option, Plan
 
 PENDING, PLACED, RUNNING, SUCCEEDED, FAILED = "Pending", "Placed", "Running", "Succeeded", "Failed"
@@ -72,7 +73,58 @@ def _predicted(e: EnergyEstimate, throughput: float, uncertainty: float | None) 
     return out
 
 
-def placement_status(chosen: Option, plan: Plan, source: str) -> dict[str, Any]:
+class NodeEntry(TypedDict):
+    name: str
+    count: int
+
+
+class AllocationStatus(TypedDict):
+    """status.placement's allocation: the CRD's fields of the same names."""
+
+    type: str
+    count: int
+    nodes: list[NodeEntry]
+    nodeNames: str
+
+
+class PlacementStatus(AllocationStatus):
+    """status.placement as a placement writes it."""
+
+    predicted: dict[str, Any]
+    source: str
+    alternatives: list[dict[str, Any]]
+
+
+class ResizeEntry(TypedDict):
+    """One entry of status.resizes."""
+
+    time: str
+    fromType: str
+    toType: str
+    fromCount: int
+    toCount: int
+    reason: str
+    predictedGain: str
+
+
+def allocation_status(a: Allocation) -> AllocationStatus:
+    """An Allocation as status.placement (and status.resizes) hold it."""
+    return {
+        "type": a.type,
+        "count": a.count,
+        "nodes": [{"name": s.node, "count": s.devices} for s in a.shares],
+        "nodeNames": a.node_names,
+    }
+
+
+def allocation_of(placement: Mapping[str, Any]) -> Allocation:
+    """The Allocation a recorded status.placement holds."""
+    return Allocation.of(
+        str(placement["type"]), ((str(n["name"]), int(n["count"])) for n in placement["nodes"])
+    )
+
+
+def placement_status(chosen: Option, plan: Plan, source: str) -> PlacementStatus:
     throughput = chosen.prediction.throughput
     alternatives = []
     for r in plan.alternatives:
@@ -82,11 +134,12 @@ def placement_status(chosen: Option, plan: Plan, source: str) -> dict[str, Any]:
             # Rejected keeps no throughput; W / (J/sample) gives it back.
             alt["predicted"] = _predicted(e, e.watts.value / e.joules_per_sample.value, None)
         alternatives.append(alt)
+    allocation = allocation_status(chosen.allocation)
     return {
-        "type": chosen.type,
-        "count": chosen.count,
-        "nodes": [{"name": n, "count": c} for n, c in chosen.nodes],
-        "nodeNames": ",".join(n for n, _ in chosen.nodes),
+        "type": allocation["type"],
+        "count": allocation["count"],
+        "nodes": allocation["nodes"],
+        "nodeNames": allocation["nodeNames"],
         "predicted": _predicted(
             chosen.estimate, throughput.value, throughput.provenance.uncertainty
         ),
@@ -113,7 +166,7 @@ class WorkersPhase:
 
 
 def workers_phase(
-    job_name: str, placement: Placement, pods: Mapping[str, Mapping[str, Any]]
+    job_name: str, placement: Allocation, pods: Mapping[str, Mapping[str, Any]]
 ) -> WorkersPhase:
     """The job's phase from its workers (`pods`: name -> pod of this job)."""
     names = [worker_name(job_name, k) for k in range(len(placement.shares))]

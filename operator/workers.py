@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
 
+from berth.core.allocation import Allocation
 from berth.core.catalog import CPU
 from berth.core.snapshot import GPU_RESOURCE, LABEL_GPU_PRODUCT
 from berth.crds import API_VERSION, KIND
@@ -16,26 +16,6 @@ from berth.crds import API_VERSION, KIND
 LABEL_JOB = "berth.dev/job"
 LABEL_WORKER = "berth.dev/worker"
 RDZV_PORT = 29400  # torchrun's default c10d port
-
-
-@dataclass(frozen=True)
-class Share:
-    node: str
-    devices: int  # GPUs, or 1 for a whole CPU node
-
-
-@dataclass(frozen=True)
-class Placement:
-    """What the job's status records: enough to rebuild every child object."""
-
-    type: str
-    count: int
-    shares: tuple[Share, ...]
-
-    @staticmethod
-    def from_status(placement: Mapping[str, Any]) -> Placement:
-        shares = tuple(Share(str(n["name"]), int(n["count"])) for n in placement["nodes"])
-        return Placement(str(placement["type"]), int(placement["count"]), shares)
 
 
 def worker_name(job_name: str, k: int) -> str:
@@ -99,7 +79,7 @@ def rendezvous_endpoint(job_name: str, namespace: str) -> str:
     return f"{worker_name(job_name, 0)}.{job_name}.{namespace}.svc:{RDZV_PORT}"
 
 
-def _torchrun_env(job: Mapping[str, Any], placement: Placement, k: int) -> dict[str, str]:
+def _torchrun_env(job: Mapping[str, Any], placement: Allocation, k: int) -> dict[str, str]:
     meta, spec = job["metadata"], job["spec"]
     workers = len(placement.shares)
     elastic = bool(spec.get("elastic", False))
@@ -124,7 +104,7 @@ def _torchrun_env(job: Mapping[str, Any], placement: Placement, k: int) -> dict[
     }
 
 
-def _env(job: Mapping[str, Any], placement: Placement, k: int) -> list[dict[str, str]]:
+def _env(job: Mapping[str, Any], placement: Allocation, k: int) -> list[dict[str, str]]:
     meta, spec = job["metadata"], job["spec"]
     env = {
         "BERTH_JOB": meta["name"],
@@ -146,7 +126,7 @@ def _default_restart_policy(kind: str) -> str:
 
 
 def worker_pods(
-    job: Mapping[str, Any], placement: Placement, products: Mapping[str, str]
+    job: Mapping[str, Any], placement: Allocation, products: Mapping[str, str]
 ) -> list[dict[str, Any]]:
     """`products`: node name -> its nvidia.com/gpu.product label, pinned beside the node name
     so a node relabelled with another GPU no longer matches."""

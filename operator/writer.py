@@ -50,8 +50,8 @@ class StatusWriter:
         phase: str,
         updates: Sequence[status.Condition],
         now: datetime,
-        placement: dict[str, Any] | None = None,
-        resizes: list[dict[str, Any]] | None = None,
+        placement: Mapping[str, Any] | None = None,
+        resizes: Sequence[Mapping[str, Any]] | None = None,
     ) -> bool:
         """Patch the status on the latest version known here, never on top of a newer one: a
         write from stale state (a peer that has just been paused, a cache behind) raises
@@ -69,7 +69,7 @@ class StatusWriter:
         if placement is not None:
             fields["placement"] = placement
         if resizes is not None:
-            fields["resizes"] = resizes
+            fields["resizes"] = list(resizes)
         body = {"metadata": {"resourceVersion": rv}, "status": fields}
         try:
             got = self.kube.patch_job_status(ns, name, body)

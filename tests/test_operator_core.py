@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from berth.core import tables
+from berth.core.allocation import Allocation, Share
 from berth.core.catalog import VARIANTS
 from berth.core.cluster import node_objects, parse_cluster
 from berth.core.job import parse_job
@@ -18,7 +19,7 @@ from berth.core.prediction import Prediction
 from berth.core.provenance import measured
 from berth.core.snapshot import build_snapshot, with_claims
 from berth.operator import predictions, resizing, state, status
-from berth.operator.workers import Placement, Share, service, worker_pods
+from berth.operator.workers import service, worker_pods
 from berth.placement.elastic import Resize
 from berth.placement.fallback import SpecTransfer
 from berth.placement.roofline import Roofline
@@ -51,7 +52,7 @@ def nodes() -> list[dict[str, Any]]:
     return out
 
 
-TWO_NODES = Placement("a100", 6, (Share("a100-0", 4), Share("a100-1", 2)))
+TWO_NODES = Allocation("a100", (Share("a100-0", 4), Share("a100-1", 2)))
 
 
 def test_each_share_is_one_worker_named_after_the_job_and_pinned_to_its_node() -> None:
@@ -114,7 +115,7 @@ def test_the_rendezvous_endpoint_names_one_pod_and_only_it_hosts_the_store(
     # A template's own hostname or subdomain would make the endpoint name no pod, or several.
     job["spec"]["template"]["spec"] |= {"hostname": "mine", "subdomain": "shared"}
     shares = tuple(Share(f"a100-{i}", 1) for i in range(workers))
-    pods = worker_pods(job, Placement("a100", workers, shares), {})
+    pods = worker_pods(job, Allocation("a100", shares), {})
     host = env_of(pods[0])["PET_RDZV_ENDPOINT"].rsplit(":", 1)[0]
     assert [dns_name(p) for p in pods].count(host) == 1
     assert host != f"{service(job)['metadata']['name']}.ns.svc"  # resolves to every worker
@@ -137,9 +138,9 @@ def test_an_inference_worker_gets_no_rendezvous_and_restarts_always() -> None:
 
 
 def test_a_cpu_worker_asks_for_no_gpu() -> None:
-    pod = worker_pods(
-        api_job("cpu-capable-hpc.yaml"), Placement("cpu", 1, (Share("cpu-0", 1),)), {}
-    )[0]
+    pod = worker_pods(api_job("cpu-capable-hpc.yaml"), Allocation("cpu", (Share("cpu-0", 1),)), {})[
+        0
+    ]
     assert "nvidia.com/gpu" not in pod["spec"]["containers"][0]["resources"].get("limits", {})
     assert "tolerations" not in pod["spec"]
 
@@ -299,19 +300,19 @@ def on_node(name: str) -> dict[str, Any]:
 
 def test_stale_workers_are_only_this_jobs_workers_beyond_its_count() -> None:
     own = {n: on_node("n0") for n in ("job-w0", "job-w1", "job-w2", "job-w1x", "job-w01")}
-    placement = Placement("a100", 2, (Share("n0", 2),))
+    placement = Allocation("a100", (Share("n0", 2),))
     assert resizing.stale_workers("job", placement, own) == ["job-w1", "job-w2"]
 
 
 def test_stale_workers_include_those_on_nodes_a_moved_job_left() -> None:
     own = {"job-w0": on_node("a0"), "job-w1": on_node("t1"), "other-w0": on_node("a0")}
-    placement = Placement("t4", 4, (Share("t1", 2), Share("t1", 2)))
+    placement = Allocation("t4", (Share("t1", 2), Share("t1", 2)))
     assert resizing.stale_workers("job", placement, own) == ["job-w0", "job-w1"]
 
 
 def test_when_worker_0_is_stale_every_worker_is() -> None:
     own = {"job-w0": on_node("a0"), "job-w1": on_node("a1"), "job-w2": on_node("a2")}
-    placement = Placement("a100", 2, (Share("a1", 1), Share("a2", 1)))  # a0 given back
+    placement = Allocation("a100", (Share("a1", 1), Share("a2", 1)))  # a0 given back
     assert resizing.stale_workers("job", placement, own) == ["job-w0", "job-w1", "job-w2"]
 
 
@@ -321,14 +322,14 @@ def test_a_worker_whose_share_changed_its_device_count_is_stale() -> None:
         return {"spec": {"nodeName": node, "containers": [{"resources": {"limits": limits}}]}}
 
     own = {"job-w0": worker("a0", 2), "job-w1": worker("a1", 2)}
-    placement = Placement("a100", 6, (Share("a0", 2), Share("a1", 4)))
+    placement = Allocation("a100", (Share("a0", 2), Share("a1", 4)))
     assert resizing.stale_workers("job", placement, own) == ["job-w1"]
 
 
 def test_an_unbound_worker_keeps_the_node_it_was_pinned_to_in_the_cache() -> None:
     job = api_job("elastic-resnet50-training.yaml")
     pod = state.slim_pod(worker_pods(job, TWO_NODES, {})[1])
-    moved = Placement("a100", 6, (Share("a100-0", 4), Share("a100-9", 2)))
+    moved = Allocation("a100", (Share("a100-0", 4), Share("a100-9", 2)))
     assert resizing.stale_workers("resnet50-imagenet", moved, {"resnet50-imagenet-w1": pod}) == [
         "resnet50-imagenet-w1"
     ]
@@ -357,7 +358,7 @@ def test_a_resize_replaces_the_placement_and_appends_to_a_bounded_history() -> N
     placement, history = resizing.resized(st, r, datetime(2026, 1, 1, tzinfo=UTC))
     assert placement["count"] == 4 and placement["nodeNames"] == "n0,n1"
     assert len(history) == resizing.MAX_RESIZES_KEPT
-    assert history[-1] | {"time": ""} == {
+    assert dict(history[-1]) | {"time": ""} == {
         "time": "", "fromType": "a100", "toType": "a100", "fromCount": 2, "toCount": 4,
         "reason": "use idle devices", "predictedGain": "+90%",
     }  # fmt: skip
@@ -372,3 +373,10 @@ def test_energy_facts_with_a_bad_value_are_refused_naming_it(tmp_path: Path) -> 
         read_energy_facts(str(path))
     path.write_text("idleWatts:\n  NVIDIA-A100-SXM4-80GB: 420\n")
     assert read_energy_facts(str(path)) == {"NVIDIA-A100-SXM4-80GB": 420.0}
+
+
+def test_an_allocation_survives_the_status_boundary_unchanged() -> None:
+    a = Allocation("a100", (Share("n0", 2), Share("n0", 2), Share("n1", 4)))
+    written = status.allocation_status(a)
+    assert written["count"] == 8 and written["nodeNames"] == "n0,n1"  # each node once
+    assert status.allocation_of(written) == a

@@ -20,6 +20,7 @@ from tests.torchrun import (
     Env,
     accounted,
     generations,
+    grow_and_shrink,
     holder,
     release,
     since,
@@ -49,39 +50,27 @@ def mixed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
     yield from start(tmp_path_factory.mktemp("torchrun-move"), [{**A100S, "nodes": 2}, T4])
 
 
-def test_an_elastic_job_forms_one_group_and_berth_grows_and_shrinks_it(a100s: Env) -> None:
+def test_an_elastic_job_forms_one_group_and_berth_grows_and_shrinks_it(
+    a100s: Env, capsys: pytest.CaptureFixture[str]
+) -> None:
     env = a100s
-    env.create(holder(env, "blocker", 1, ["a100"]))
-    env.until("blocker running", lambda: env.status("blocker").get("phase") == "Running")
-    # At least 2: the policy shrinks a donor to its floor.
-    job = trainer(env, "stretch", 2, 3)
-    job["spec"] |= {"elastic": True, "objective": {"type": "time"}}
-    env.create(job)
-    first = env.world("stretch", 2)
+    run = grow_and_shrink(env)
+    first, grown, shrunk = run.first, run.grown, run.shrunk
     assert first.ranks == (0, 1) and first.hosts == ("stretch-w0", "stretch-w1")
     assert first.resumed == 0
-    formed_s = since(env.created("stretch"), first.formed)
-
-    release(env, "blocker")  # its node frees: the policy grows the job into it
-    grown = env.world("stretch", 3, after=first.formed)
-    (grow,) = env.status("stretch")["resizes"]
-    assert (grow["fromCount"], grow["toCount"]) == (2, 3)
+    assert [(r["fromCount"], r["toCount"]) for r in run.resizes] == [(2, 3), (3, 2)]
     assert grown.ranks == (0, 1, 2) and grown.resumed > 0
-    grow_s = since(grow["time"], grown.formed)
-
-    env.create(holder(env, "urgent", 1, ["a100"], priority=10))  # the policy gives a node back
-    shrunk = env.world("stretch", 2, after=grown.formed)
-    shrink = env.status("stretch")["resizes"][-1]
-    assert (shrink["toCount"], shrink["reason"]) == (2, "make room for urgent")
+    assert run.resizes[-1]["reason"] == "make room for urgent"
     assert shrunk.ranks == (0, 1) and shrunk.resumed >= grown.resumed
-    shrink_s = since(shrink["time"], shrunk.formed)
     env.until("urgent running", lambda: env.status("urgent").get("phase") == "Running")
+    formed_s, grow_s, shrink_s = run.seconds["form"], run.seconds["grow"], run.seconds["shrink"]
 
     seen = accounted(env, "stretch")
-    print(f"\ntorchrun elastic: worlds seen {[g.world for g in seen]}; from berth's decision to "
-          f"training at the new world: form {formed_s:.1f} s, grow {grow_s:.1f} s, "
-          f"shrink {shrink_s:.1f} s; {sum(g.counted for g in seen)} samples counted, "
-          f"each once")  # fmt: skip
+    with capsys.disabled():  # the figures belong in CI's log
+        print(f"\ntorchrun elastic: worlds seen {[g.world for g in seen]}; from berth's decision "
+              f"to training at the new world: form {formed_s:.1f} s, grow {grow_s:.1f} s, "
+              f"shrink {shrink_s:.1f} s; {sum(g.counted for g in seen)} samples counted, "
+              f"each once")  # fmt: skip
     assert [g.world for g in seen] == [2, 3, 2]
     assert "forbidden" not in env.operator.log.read_text().lower()
 
@@ -114,7 +103,7 @@ def test_the_harness_shows_the_split_that_the_services_name_as_endpoint_causes(
 
 
 def test_a_rigid_job_forms_one_group_of_two_and_resumes_from_its_save_after_a_move(
-    mixed: Env,
+    mixed: Env, capsys: pytest.CaptureFixture[str]
 ) -> None:
     env = mixed
     env.create(holder(env, "t4-blocker", 8, ["t4"]))
@@ -136,6 +125,7 @@ def test_a_rigid_job_forms_one_group_of_two_and_resumes_from_its_save_after_a_mo
     move_s = since(move["time"], moved.formed)
 
     seen = accounted(env, "mover")
-    print(f"\ntorchrun rigid: worlds seen {[g.world for g in seen]}; form {formed_s:.1f} s, "
-          f"move to t4 {move_s:.1f} s")  # fmt: skip
+    with capsys.disabled():  # the figures belong in CI's log
+        print(f"\ntorchrun rigid: worlds seen {[g.world for g in seen]}; form {formed_s:.1f} s, "
+              f"move to t4 {move_s:.1f} s")  # fmt: skip
     assert [g.world for g in seen] == [2, 2]

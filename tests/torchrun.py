@@ -203,3 +203,36 @@ def accounted(env: Env, job: str) -> list[Generation]:
     assert int(final["samples"]) == seen[-1].reached
     assert sum(g.counted for g in seen) == int(final["samples"])
     return seen
+
+
+@dataclass(frozen=True)
+class GrowAndShrink:
+    first: Generation  # the group formed at 2
+    grown: Generation  # at 3, once the blocker's node freed
+    shrunk: Generation  # at 2 again, for a priority-10 job
+    resizes: list[dict[str, Any]]  # status.resizes at the end
+    seconds: dict[str, float]  # form (from creation), grow and shrink (from the decision)
+
+
+def grow_and_shrink(env: Env) -> GrowAndShrink:
+    """An elastic 2..3 job on three one-GPU nodes, one held by another job: it forms at 2,
+    grows to 3 when that job ends, shrinks to 2 for a higher-priority job (the policy shrinks a
+    donor to its floor, hence a floor of 2)."""
+    env.create(holder(env, "blocker", 1, ["a100"]))
+    env.until("blocker running", lambda: env.status("blocker").get("phase") == "Running")
+    job = trainer(env, "stretch", 2, 3)
+    job["spec"] |= {"elastic": True, "objective": {"type": "time"}}
+    env.create(job)
+    first = env.world("stretch", 2)
+    release(env, "blocker")
+    grown = env.world("stretch", 3, after=first.formed)
+    grow = env.status("stretch")["resizes"][-1]
+    env.create(holder(env, "urgent", 1, ["a100"], priority=10))
+    shrunk = env.world("stretch", 2, after=grown.formed)
+    resizes = list(env.status("stretch")["resizes"])
+    seconds = {
+        "form": since(env.created("stretch"), first.formed),
+        "grow": since(grow["time"], grown.formed),
+        "shrink": since(resizes[-1]["time"], shrunk.formed),
+    }
+    return GrowAndShrink(first, grown, shrunk, resizes, seconds)

@@ -32,10 +32,11 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
+from berth.core.allocation import Shares
 from berth.core.job import AcceleratorJob, ObjectiveKind
 from berth.core.prediction import Key, Prediction
 from berth.core.snapshot import ClusterSnapshot
-from berth.placement.free import FreeDevices, Shares
+from berth.placement.free import FreeDevices
 from berth.placement.score import objective_scores
 
 

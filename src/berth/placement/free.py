@@ -5,12 +5,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from berth.core.allocation import Share, Shares
 from berth.core.job import AcceleratorJob
 from berth.core.snapshot import ClusterSnapshot
 from berth.placement.nodes import WorkerNeed, devices_free, why_not
 from berth.placement.plan import min_memory_mib, worker_need
-
-Shares = tuple[tuple[str, int], ...]  # (node, devices) per worker
 
 
 class FreeDevices:
@@ -57,7 +56,7 @@ class FreeDevices:
                 break
             got = min(self.free[name], count)
             if got > 0:
-                out.append((name, got))
+                out.append(Share(name, got))
                 count -= got
         if count:
             return None

@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
+from berth.core.allocation import Allocation, Share, Shares
 from berth.core.catalog import CPU
 from berth.core.energy import EnergyEstimate, NodeShare, estimate, node_idle_watts
 from berth.core.job import AcceleratorJob
@@ -29,7 +30,7 @@ MAX_ALTERNATIVES = 8  # the CRD's status.placement.alternatives maxItems
 class Option:
     type: str
     count: int
-    nodes: tuple[tuple[str, int], ...]  # (node name, devices) per worker
+    nodes: Shares  # (node name, devices) per worker
     prediction: Prediction
     estimate: EnergyEstimate
     late_s: float | None  # seconds past the deadline (<= 0: in time); None without one
@@ -37,6 +38,10 @@ class Option:
     @property
     def meets_deadline(self) -> bool | None:
         return None if self.late_s is None else self.late_s <= 0
+
+    @property
+    def allocation(self) -> Allocation:
+        return Allocation.of(self.type, self.nodes)
 
 
 @dataclass(frozen=True)
@@ -100,7 +105,7 @@ def make_option(
     late = None
     if budget_s is not None and result.runtime_s is not None:
         late = result.runtime_s.value - budget_s
-    nodes = tuple((node.name, used) for node, used in gang)
+    nodes = tuple(Share(node.name, used) for node, used in gang)
     return Option(type_id, count, nodes, prediction, result, late)
 
 

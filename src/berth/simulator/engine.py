@@ -24,6 +24,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 
+from berth.core.allocation import Shares
 from berth.core.job import AcceleratorJob
 from berth.core.prediction import Key, Prediction
 from berth.core.snapshot import ClusterSnapshot, NodeState, Resources
@@ -35,7 +36,6 @@ from berth.placement.elastic import (
     by_type,
     rebalance,
 )
-from berth.placement.free import Shares
 from berth.placement.nodes import devices_free
 from berth.placement.plan import Plan
 
