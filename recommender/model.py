@@ -54,7 +54,12 @@ class Model:
             raise ValueError(f"features must have shape [n, {len(self.names)}], got {raw.shape}")
         if not np.isfinite(raw).all():
             raise ValueError("features must be finite numbers")
-        x = ((raw - self.mean) / self.scale).astype(np.float32)
+        with np.errstate(over="ignore", invalid="ignore"):  # refused just below, by row
+            x = ((raw - self.mean) / self.scale).astype(np.float32)
+        far = np.flatnonzero(~np.isfinite(x).all(axis=1))
+        if far.size:
+            rows = ", ".join(str(i) for i in far[:10])
+            raise ValueError(f"rows {rows}: a feature is beyond what the model can take (float32)")
         mean, std = self.session.run(None, {"features": x})
         return mean.astype(np.float64), std.astype(np.float64) * self.interval_scale
 

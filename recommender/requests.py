@@ -163,8 +163,8 @@ def v2_inputs(body: Any, width: int) -> tuple[np.ndarray, set[str] | None, str |
         outs = body["outputs"]
         if not isinstance(outs, list):
             raise RequestError("outputs must be a list")
-        names = [_object(o, "outputs[]").get("name") for o in outs]
-        if not set(names) <= {"mean", "std"}:
+        names = [_object(o, f"outputs[{i}]").get("name") for i, o in enumerate(outs)]
+        if not all(isinstance(n, str) for n in names) or not set(names) <= {"mean", "std"}:
             raise RequestError(f"outputs may name mean and std only, got {names}")
         wanted = {str(n) for n in names}
     request_id = body.get("id")

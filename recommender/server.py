@@ -34,6 +34,8 @@ from berth.recommender.recommend import rank
 
 MODEL_NAME = "berth-recommender"
 MAX_BODY = 1 << 20  # bytes
+IDLE_S = 30.0  # a connection idle (or a client this slow to send) this long is closed
+BACKLOG = 128  # connections the kernel queues before accept
 log = logging.getLogger("berth.recommender")
 
 
@@ -111,6 +113,7 @@ class Service:
         model = self.model
         x = requests.feature_rows(body, "instances", len(model.names))
         mean, std = model.infer(x)
+        _finite(mean, std, "instances")
         return {
             "model": model.version,
             "outputs": model.metadata.get("outputs"),
@@ -147,6 +150,7 @@ class Service:
         model = self.model
         x, wanted, request_id = requests.v2_inputs(body, len(model.names))
         mean, std = model.infer(x)
+        _finite(mean, std, "inputs[0].data row")
         outputs = [
             {"name": name, "datatype": "FP32", "shape": list(values.shape),
              "data": values.astype(np.float32).ravel().tolist()}
@@ -163,16 +167,39 @@ class Service:
         return answer
 
 
+def _finite(mean: np.ndarray, std: np.ndarray, where: str) -> None:
+    """Strict JSON has no NaN or infinity: name the rows whose answer would need them."""
+    bad = np.flatnonzero(~(np.isfinite(mean).all(axis=1) & np.isfinite(std).all(axis=1)))
+    if bad.size:
+        rows = ", ".join(str(i) for i in bad[:10])
+        raise requests.RequestError(
+            f"{where} {rows}: the model's answer is not a finite number (a feature far outside "
+            "what it was trained on)"
+        )
+
+
 class Handler(BaseHTTPRequestHandler):
     service: Service  # set on the subclass serve() makes
     protocol_version = "HTTP/1.1"  # keep-alive, as load balancers and clients expect
+    timeout = IDLE_S  # socket timeout: idle keep-alive and slow clients are let go
+    body_read = False  # whether this request's body was read (else the connection closes)
+    allow = ""  # the Allow header of a 405
     disable_nagle_algorithm = True  # headers and body go out in two writes: no 40 ms stall
 
     def log_message(self, format: str, *args: Any) -> None:
         log.debug("%s " + format, self.address_string(), *args)
 
     def _send(self, status: int, payload: Any, content_type: str = "application/json") -> None:
-        data = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
+        try:
+            data = payload if isinstance(payload, bytes) else _strict(payload)
+        except ValueError:  # NaN or infinity: no strict JSON parser could read the answer
+            status = HTTPStatus.UNPROCESSABLE_ENTITY
+            data = _strict(
+                {
+                    "error": "the model's answer for this input is not a finite number "
+                    "(an input far outside what it was trained on)"
+                }
+            )
         self.send_response(status)
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(data)))
@@ -193,34 +220,41 @@ class Handler(BaseHTTPRequestHandler):
                 f"body of {length} bytes exceeds {MAX_BODY}", HTTPStatus.REQUEST_ENTITY_TOO_LARGE
             )
         raw = self.rfile.read(length)
+        self.body_read = True
         try:
             return json.loads(raw, parse_constant=_no_constant)
         except (UnicodeDecodeError, json.JSONDecodeError, ValueError) as exc:
             raise BadRequest(f"body is not valid JSON: {exc}") from None
+        except RecursionError:
+            raise BadRequest("body is not valid JSON: nested too deeply") from None
 
     def _route(self, method: str) -> tuple[str, Any]:
         path = self.path.split("?", 1)[0]
         s = self.service
-        if method == "GET":
-            if path == "/v1/model":
-                return path, lambda: s.describe()
-            if path == "/v2/health/live":
-                return path, lambda: {"live": True}
-            if path == "/v2/health/ready":
-                return path, lambda: {"ready": True}
-            if path == "/metrics":
-                return path, lambda: generate_latest(s.registry)
-            if path == f"/v2/models/{MODEL_NAME}":
-                return "/v2/models/<name>", lambda: s.v2_metadata()
-            if path == f"/v2/models/{MODEL_NAME}/ready":
-                return "/v2/models/<name>/ready", lambda: {"name": MODEL_NAME, "ready": True}
-        if method == "POST":
-            if path == "/v1/recommend":
-                return path, lambda: s.recommend(self._body())
-            if path == "/v1/predict":
-                return path, lambda: s.predict(self._body())
-            if path == f"/v2/models/{MODEL_NAME}/infer":
-                return "/v2/models/<name>/infer", lambda: s.v2_infer(self._body())
+        routes: dict[str, dict[str, tuple[str, Any]]] = {
+            "/v1/model": {"GET": (path, lambda: s.describe())},
+            "/v2/health/live": {"GET": (path, lambda: {"live": True})},
+            "/v2/health/ready": {"GET": (path, lambda: {"ready": True})},
+            "/metrics": {"GET": (path, lambda: generate_latest(s.registry))},
+            f"/v2/models/{MODEL_NAME}": {"GET": ("/v2/models/<name>", lambda: s.v2_metadata())},
+            f"/v2/models/{MODEL_NAME}/ready": {
+                "GET": ("/v2/models/<name>/ready", lambda: {"name": MODEL_NAME, "ready": True})
+            },
+            "/v1/recommend": {"POST": (path, lambda: s.recommend(self._body()))},
+            "/v1/predict": {"POST": (path, lambda: s.predict(self._body()))},
+            f"/v2/models/{MODEL_NAME}/infer": {
+                "POST": ("/v2/models/<name>/infer", lambda: s.v2_infer(self._body()))
+            },
+        }
+        if path in routes:
+            found = routes[path]
+            if method in found:
+                return found[method]
+            self.allow = ", ".join(found)
+            return "unknown", _fail(
+                f"{method} is not allowed on {path}; allowed: {self.allow}",
+                HTTPStatus.METHOD_NOT_ALLOWED,
+            )
         if path.startswith("/v2/models/"):
             return "unknown", _fail(
                 f"no model here by that name; this server serves {MODEL_NAME}", HTTPStatus.NOT_FOUND
@@ -229,7 +263,18 @@ class Handler(BaseHTTPRequestHandler):
 
     def _handle(self, method: str) -> None:
         began = time.perf_counter()
-        route, action = self._route(method)
+        self.body_read, self.allow = False, ""
+        if self.headers.get("Transfer-Encoding"):
+            # Not read, so not left in the stream either: the connection is closed.
+            route, action = (
+                "unknown",
+                _fail(
+                    "chunked bodies are not accepted; send a Content-Length",
+                    HTTPStatus.LENGTH_REQUIRED,
+                ),
+            )
+        else:
+            route, action = self._route(method)
         status = HTTPStatus.OK
         try:
             result = action()
@@ -250,11 +295,41 @@ class Handler(BaseHTTPRequestHandler):
         self.service.requests.labels(route, str(int(status))).inc()
         self.service.latency.labels(route).observe(time.perf_counter() - began)
 
+    def end_headers(self) -> None:
+        if self.allow:
+            self.send_header("Allow", self.allow)
+        # A body sent but not read would be parsed as the next request: never keep such a
+        # connection (nothing hidden in a refused body is ever answered).
+        sent = self.headers.get("Content-Length", "0") not in ("", "0")
+        if (sent or self.headers.get("Transfer-Encoding")) and not self.body_read:
+            self.close_connection = True
+            self.send_header("Connection", "close")
+        super().end_headers()
+
     def do_GET(self) -> None:
         self._handle("GET")
 
     def do_POST(self) -> None:
         self._handle("POST")
+
+    def do_PUT(self) -> None:
+        self._handle("PUT")
+
+    def do_DELETE(self) -> None:
+        self._handle("DELETE")
+
+    def do_PATCH(self) -> None:
+        self._handle("PATCH")
+
+    def do_OPTIONS(self) -> None:
+        self._handle("OPTIONS")
+
+    def do_HEAD(self) -> None:
+        self._handle("HEAD")
+
+
+def _strict(payload: Any) -> bytes:
+    return json.dumps(payload, allow_nan=False).encode()
 
 
 def _no_constant(name: str) -> Any:
@@ -268,10 +343,14 @@ def _fail(message: str, status: HTTPStatus) -> Any:
     return action
 
 
+class _Server(ThreadingHTTPServer):
+    request_queue_size = BACKLOG
+
+
 def make_server(path: Path, host: str, port: int) -> ThreadingHTTPServer:
     service = Service(path)
     handler = type("BoundHandler", (Handler,), {"service": service})
-    server = ThreadingHTTPServer((host, port), handler)
+    server = _Server((host, port), handler)
     server.daemon_threads = True
     return server
 
