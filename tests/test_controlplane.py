@@ -70,6 +70,22 @@ def test_an_invalid_job_is_rejected_with_its_cel_message(
     assert "spec.accelerators.count.min must be less than or equal to" in message
 
 
+@pytest.mark.parametrize(
+    ("field", "value"), [("workload.memoryPerReplica", -1), ("accelerators.minDeviceMemory", -20)]
+)
+def test_a_negative_quantity_is_rejected_on_its_field(
+    crd: client.CustomObjectsApi, jobs_ns: str, field: str, value: int
+) -> None:
+    job = load_example("elastic-resnet50-training.yaml")
+    job["metadata"]["name"] = f"negative-{field.split('.')[1].lower()}"
+    part, name = field.split(".")
+    job["spec"][part][name] = value
+    with pytest.raises(ApiException) as caught:
+        create_job(crd, jobs_ns, job)
+    assert caught.value.status == 422
+    assert f"spec.{field} must not be negative" in json.loads(caught.value.body)["message"]
+
+
 def test_status_is_written_only_through_the_status_subresource(
     crd: client.CustomObjectsApi, jobs_ns: str
 ) -> None:

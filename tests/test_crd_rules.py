@@ -80,6 +80,14 @@ CEL_CASES: dict[str, tuple[Mutation, str]] = {
         _set("spec.objective", {"type": "time", "weight": 0.2}),
         "spec.objective.weight",
     ),
+    "spec.workload.memoryPerReplica must not be negative": (
+        _set("spec.workload.memoryPerReplica", -1),
+        "spec.workload.memoryPerReplica",
+    ),
+    "spec.accelerators.minDeviceMemory must not be negative": (
+        _set("spec.accelerators.minDeviceMemory", -20),
+        "spec.accelerators.minDeviceMemory",
+    ),
     "spec.template.spec.nodeName must be empty": (
         _set("spec.template.spec.nodeName", "gpu-node-1"),
         "spec.template.spec.nodeName",
