@@ -8,8 +8,10 @@ import logging
 import os
 import random
 import sys
+from pathlib import Path
 from typing import Any
 
+from berth.core.manifest import ManifestError, read_one
 from berth.placement.elastic import Settings
 
 PEERING_LIFETIME_S = 20  # a killed active replica is replaced within this
@@ -68,10 +70,10 @@ def add_parser(commands: Any) -> None:
 
 def read_energy_facts(path: str) -> dict[str, float]:
     """Idle watts by node label value; a bad file is refused with what is wrong."""
-    import yaml
-
-    with open(path, encoding="utf-8") as f:
-        doc = yaml.safe_load(f) or {}
+    try:
+        doc = read_one(Path(path)) or {}
+    except ManifestError as exc:
+        raise ValueError(str(exc)) from None
     if not isinstance(doc, dict) or set(doc) - {"idleWatts"}:
         raise ValueError(f"{path}: expected a mapping with only the key idleWatts")
     facts = doc.get("idleWatts") or {}

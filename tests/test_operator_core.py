@@ -375,6 +375,25 @@ def test_energy_facts_with_a_bad_value_are_refused_naming_it(tmp_path: Path) -> 
     assert read_energy_facts(str(path)) == {"NVIDIA-A100-SXM4-80GB": 420.0}
 
 
+@pytest.mark.parametrize(
+    ("text", "says"),
+    [
+        ("idleWatts: {T4: 70}\nidleWatts: {T4: 7}\n", "duplicate key 'idleWatts'"),
+        ("idleWatts: &a {T4: *a}\n", "refers to itself"),
+        ("idleWatts: {T4: [\n", "expected"),
+    ],
+)
+def test_an_energy_facts_file_berth_cannot_read_is_an_error_not_a_traceback(
+    tmp_path: Path, text: str, says: str
+) -> None:
+    from berth.operator.commands import read_energy_facts
+
+    path = tmp_path / "energy.yaml"
+    path.write_text(text)
+    with pytest.raises(ValueError, match=says):
+        read_energy_facts(str(path))
+
+
 def test_an_allocation_survives_the_status_boundary_unchanged() -> None:
     a = Allocation("a100", (Share("n0", 2), Share("n0", 2), Share("n1", 4)))
     written = status.allocation_status(a)

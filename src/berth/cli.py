@@ -8,8 +8,6 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
-import yaml
-
 from berth import __version__, simulate
 from berth.core.job import AcceleratorJob, check_deadline, parse_job
 from berth.core.manifest import ManifestError, read_manifest
@@ -72,10 +70,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
         try:
             documents = read_manifest(path)
         except ManifestError as exc:
-            print(f"error: {path}: {exc}", file=sys.stderr)
-            return 1
-        except yaml.YAMLError as exc:
-            print(f"error: {path}: not valid YAML: {exc}", file=sys.stderr)
+            print(f"error: {exc}", file=sys.stderr)
             return 1
         except OSError as exc:
             print(f"error: {path}: {exc.strerror or exc}", file=sys.stderr)

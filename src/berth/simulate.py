@@ -15,6 +15,7 @@ import yaml
 
 from berth.core import tables
 from berth.core.cluster import node_objects, parse_cluster
+from berth.core.manifest import read_one
 from berth.core.snapshot import build_snapshot
 from berth.core.validation import InvalidObject
 from berth.placement.elastic import Settings
@@ -103,7 +104,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
             raise ValueError(f"--policies: unknown {unknown}; choose from {', '.join(POLICIES)}")
         restart = parse_restart(args.restart_s)
         cluster_path = _cluster_file(args.cluster)
-        cluster = parse_cluster(yaml.safe_load(cluster_path.read_text()))
+        cluster = parse_cluster(read_one(cluster_path))
         records, power = tables.read()
         truth = GroundTruth(records, power)
         if args.trace_format == "itp":

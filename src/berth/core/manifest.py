@@ -94,18 +94,37 @@ def load_documents(text: str) -> list[Any]:
     for anything refused."""
     try:
         return [doc for doc in yaml.load_all(text, Loader=KubeYamlLoader) if doc is not None]
+    except ManifestError:
+        raise
+    except yaml.YAMLError as exc:
+        raise ManifestError(f"not valid YAML: {exc}") from None
     except RecursionError:
         raise ManifestError(f"nested more than {MAX_DEPTH} deep") from None
 
 
 def read_manifest(path: Path) -> list[Any]:
-    """load_documents() of a file, refusing one past MAX_BYTES or not UTF-8."""
+    """load_documents() of a file, refusing one past MAX_BYTES or not UTF-8; a ManifestError
+    names the file."""
     size = path.stat().st_size
     if size > MAX_BYTES:
-        raise ManifestError(f"{size:,} bytes: more than {MAX_BYTES:,}")
+        raise ManifestError(f"{path}: {size:,} bytes: more than {MAX_BYTES:,}")
     data = path.read_bytes()
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise ManifestError(f"not UTF-8: byte {exc.start} is {data[exc.start]:#04x}") from None
-    return load_documents(text)
+        raise ManifestError(
+            f"{path}: not UTF-8: byte {exc.start} is {data[exc.start]:#04x}"
+        ) from None
+    try:
+        return load_documents(text)
+    except ManifestError as exc:
+        raise ManifestError(f"{path}: {exc}") from None
+
+
+def read_one(path: Path) -> Any:
+    """The one document of a YAML file (a cluster description, energy facts), None when empty;
+    read as read_manifest() reads, and a ManifestError when it holds more than one."""
+    documents = read_manifest(path)
+    if len(documents) > 1:
+        raise ManifestError(f"{path}: {len(documents)} YAML documents; expected one")
+    return documents[0] if documents else None
