@@ -1,5 +1,5 @@
-"""`berth validate` against hostile files: never a traceback, always a message naming the file
-and why, and a bomb refused in well under a second."""
+"""`berth validate` and the other files berth loads, against hostile input: never a traceback,
+always a message naming the file and why, and a bomb refused in well under a second."""
 
 from __future__ import annotations
 
@@ -11,7 +11,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from berth.cli import main
+from berth.core import tables
 from berth.core.manifest import ManifestError, load_documents
+from berth.simulator.traces import TraceError, load_itp
 from tests.conftest import EXAMPLES
 
 GOOD = (EXAMPLES / "bert-inference.yaml").read_text()
@@ -101,3 +103,28 @@ def test_no_mangled_example_ends_in_a_traceback(
     code = main(["validate", str(path)])
     err = capsys.readouterr().err
     assert code in (0, 1, 2) and "Traceback" not in err
+
+
+def test_an_integer_past_int64_is_blamed_on_its_own_field(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    job = (EXAMPLES / "elastic-resnet50-training.yaml").read_text()
+    huge = job.replace("iterations: 450000", f"iterations: {2**63}")
+    err = validate(tmp_path, huge.encode(), capsys)
+    assert "spec.workload.totalWork.iterations" in err and "64-bit integer" in err
+    assert "rule" not in err
+
+
+def test_a_trace_that_is_not_utf8_is_an_error_naming_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "trace.csv"
+    path.write_bytes(b"job_id,num_gpu\n\xff\xfe,1\n")
+    with pytest.raises(TraceError, match=r"trace.csv: not UTF-8"):
+        load_itp(path)
+
+
+def test_a_record_row_of_the_wrong_width_is_an_error_naming_file_and_line(tmp_path: Path) -> None:
+    shipped = (tables.SHIPPED / tables.THROUGHPUT_FILE).read_text().splitlines()
+    path = tmp_path / "records.csv"
+    path.write_text("\n".join([*shipped[:3], "bert,1"]) + "\n")
+    with pytest.raises(ValueError, match=r"records.csv:4: 2 fields, the header names"):
+        tables.read_records(path)

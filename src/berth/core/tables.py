@@ -47,14 +47,25 @@ def _cell(value: str, kind: str) -> Any:
 
 def _read(path: Path, cls: type[R]) -> list[R]:
     kinds = [str(field.type) for field in fields(cls)]
-    with path.open(newline="") as f:
+    with path.open(newline="", encoding="utf-8") as f:
         reader = csv.reader(f)
-        header = next(reader)
-        if header != [field.name for field in fields(cls)]:
-            raise ValueError(f"{path}: header {header} is not {cls.__name__}'s")
         try:
-            return [cls(*(_cell(v, k) for v, k in zip(row, kinds, strict=True))) for row in reader]
+            header = next(reader, [])
+            if header != [field.name for field in fields(cls)]:
+                raise ValueError(f"{path}: header {header} is not {cls.__name__}'s")
+            out = []
+            for row in reader:
+                if len(row) != len(kinds):
+                    raise ValueError(f"{len(row)} fields, the header names {len(kinds)}")
+                out.append(cls(*(_cell(v, k) for v, k in zip(row, kinds, strict=True))))
+            return out
+        except UnicodeDecodeError:
+            raise ValueError(f"{path}: not UTF-8") from None
+        except csv.Error as exc:
+            raise ValueError(f"{path}:{reader.line_num}: not CSV: {exc}") from None
         except ValueError as exc:
+            if str(exc).startswith(str(path)):
+                raise
             raise ValueError(f"{path}:{reader.line_num}: {exc}") from None
 
 

@@ -208,12 +208,33 @@ def _lookup(value: Any, field_path: str) -> Any:
     return value
 
 
+INT64 = (-(2**63), 2**63 - 1)
+
+
+def check_int64(value: Any, path: str = "") -> list[FieldError]:
+    """Integers past int64: the API server cannot decode them, so none reaches a rule."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        if not INT64[0] <= value <= INT64[1]:
+            shown = (
+                str(value)
+                if len(str(value)) <= 24
+                else f"{str(value)[:20]}... ({len(str(value))} digits)"
+            )
+            return [FieldError(path, shown, "must fit in a 64-bit integer")]
+        return []
+    if isinstance(value, dict):
+        return [e for k, v in value.items() for e in check_int64(v, join_path(path, str(k)))]
+    if isinstance(value, list):
+        return [e for i, v in enumerate(value) for e in check_int64(v, join_path(path, i))]
+    return []
+
+
 def validate(schema: Schema, value: Any) -> Any:
     """Default, then check structure, then CEL. Returns the defaulted value or raises
     InvalidObject listing every error. CEL runs only on a structurally valid object, since its
     rules assume the schema's types."""
     defaulted = apply_defaults(schema, value)
-    errors = check_structure(schema, defaulted)
+    errors = check_int64(defaulted) or check_structure(schema, defaulted)
     if not errors:
         errors = check_rules(schema, defaulted)
     if errors:

@@ -33,8 +33,13 @@ class TraceError(ValueError):
 
 
 def _rows(path: Path) -> Iterator[tuple[int, dict[str, str]]]:
-    with path.open(newline="") as f:
-        yield from enumerate(csv.DictReader(f), start=2)  # line 1 is the header
+    with path.open(newline="", encoding="utf-8") as f:
+        try:
+            yield from enumerate(csv.DictReader(f), start=2)  # line 1 is the header
+        except UnicodeDecodeError as exc:
+            raise TraceError(f"{path}: not UTF-8 (byte {exc.start} of a block)") from None
+        except csv.Error as exc:
+            raise TraceError(f"{path}: not CSV: {exc}") from None
 
 
 def _number(
