@@ -14,6 +14,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from berth.recommender.features import NAMES
 from berth.recommender.server import MODEL_NAME, Handler, make_server
@@ -157,3 +159,51 @@ def test_idle_connections_are_let_go_and_probes_still_answered(
     finally:
         for s in idle:
             s.close()
+
+
+# --- fuzzing: generated bodies, no 5xx and strict JSON whatever comes -----------------------
+
+JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=8),
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4)
+    ),
+    max_leaves=20,
+)
+VALID = {
+    "/v1/recommend": {"job": {"model": "resnet50", "batchSize": 64,
+                              "totalWork": {"samples": 10**6}, "deadlineSeconds": 3600,
+                              "objective": {"type": "balanced", "weight": 0.5}},
+                      "candidates": [{"accelerator": "a100", "count": 2},
+                                     {"accelerator": "t4", "count": 1}]},
+    "/v1/predict": {"instances": [[0.5] * len(NAMES)]},
+    f"/v2/models/{MODEL_NAME}/infer": {"inputs": [{"name": "features", "datatype": "FP32",
+                                                   "shape": [1, len(NAMES)],
+                                                   "data": [0.5] * len(NAMES)}]},
+}  # fmt: skip
+
+
+def mutated(body: Any, data: st.DataObject) -> Any:
+    """A valid body with one value somewhere replaced by generated JSON."""
+    if isinstance(body, dict) and body and data.draw(st.booleans()):
+        key = data.draw(st.sampled_from(sorted(body)))
+        return {**body, key: mutated(body[key], data)}
+    if isinstance(body, list) and body and data.draw(st.booleans()):
+        i = data.draw(st.integers(0, len(body) - 1))
+        return [*body[:i], mutated(body[i], data), *body[i + 1 :]]
+    return data.draw(JSON)
+
+
+@settings(
+    max_examples=1500, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(st.data())
+def test_no_generated_body_gets_a_5xx_or_a_non_strict_answer(
+    server: tuple[str, int, Any], data: st.DataObject
+) -> None:
+    route = data.draw(st.sampled_from(sorted(VALID)))
+    body = mutated(VALID[route], data)
+    status, answer = call(server, "POST", route, raw=json.dumps(body).encode())
+    assert status < 500, (route, body, answer)
+    assert isinstance(answer, dict) and ("error" in answer) == (status >= 400)
+    json.dumps(answer, allow_nan=False)  # what came back parsed as strict JSON, too
