@@ -153,7 +153,6 @@ class ProcessKubelet:
         if self._thread.is_alive():
             self._thread.join(timeout=10)
         for run in list(self.runs.values()):
-            self._kill(run)
             self._teardown(run)
         subprocess.run(["ip", "netns", "del", self.switch], capture_output=True)
 
