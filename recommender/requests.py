@@ -1,20 +1,48 @@
-"""Request bodies of the recommender's HTTP API: parsed and checked, or refused with a message
-that names the field. Pure."""
+"""Request bodies of the recommender's HTTP API: checked against their JSON Schemas
+(schemas.py, the same the OpenAPI document is made of), then parsed and checked for what a
+schema cannot say, or refused with a message that names the field. Pure."""
 
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from jsonschema import Draft202012Validator
+from jsonschema.exceptions import best_match
 
 from berth.core.catalog import CPU, DEFAULT_VARIANT, VARIANTS, Variant, resolve
 from berth.core.job import Objective, ObjectiveKind
+from berth.recommender import schemas
 from berth.recommender.recommend import Candidate, Ranked
+from berth.recommender.schemas import MAX_COUNT, MAX_ROWS
 
-MAX_ROWS = 4096
-MAX_COUNT = 1024
+
+def _where(path: Iterable[str | int]) -> str:
+    out = ""
+    for part in path:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+def conform(schema: schemas.Schema, body: Any) -> None:
+    """The first of the body's faults against its schema, naming the field; none: returns."""
+    error = best_match(_validators[id(schema)].iter_errors(body))
+    if error is None:
+        return
+    where = _where(error.absolute_path)
+    if not where:
+        if error.validator == "type":
+            raise RequestError("the body must be a JSON object")
+        raise RequestError(f"the body: {error.message}")
+    raise RequestError(f"{where}: {error.message}")
+
+
+_validators = {
+    id(s): Draft202012Validator(s) for s in (schemas.RECOMMEND, schemas.PREDICT, schemas.INFER)
+}
 
 
 class RequestError(ValueError):
@@ -80,6 +108,7 @@ def _objective(value: Any) -> Objective:
 
 
 def recommend_request(body: Any) -> tuple[JobAsk, list[Candidate], list[Variant]]:
+    conform(schemas.RECOMMEND, body)
     body = _object(body, "the body")
     job = _object(body.get("job"), "job")
     model = job.get("model")
@@ -114,6 +143,7 @@ def recommend_request(body: Any) -> tuple[JobAsk, list[Candidate], list[Variant]
 
 
 def feature_rows(body: Any, key: str, width: int) -> np.ndarray:
+    conform(schemas.PREDICT, body)
     rows = _object(body, "the body").get(key)
     if not isinstance(rows, list) or not 0 < len(rows) <= MAX_ROWS:
         raise RequestError(f"{key} must be a list of 1 to {MAX_ROWS} feature rows")
@@ -134,6 +164,7 @@ def _matrix(rows: list[Any], where: str, n: int, width: int) -> np.ndarray:
 
 def v2_inputs(body: Any, width: int) -> tuple[np.ndarray, set[str] | None, str | None]:
     """An Open Inference Protocol v2 request with one FP32 (or FP64) tensor "features"."""
+    conform(schemas.INFER, body)
     body = _object(body, "the body")
     inputs = body.get("inputs")
     if not isinstance(inputs, list) or len(inputs) != 1:

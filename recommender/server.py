@@ -1,6 +1,7 @@
 """The recommender's HTTP endpoint: onnxruntime behind a small threaded HTTP server.
 
-Routes: POST /v1/recommend, POST /v1/predict, GET /v1/model; the Open Inference Protocol v2
+Routes: POST /v1/recommend, POST /v1/predict, GET /v1/model, GET /openapi.json (every route,
+its request and answer schemas, from schemas.py); the Open Inference Protocol v2
 (/v2/health/live, /v2/health/ready, /v2/models/<name>[/ready], POST /v2/models/<name>/infer);
 GET /metrics. Handlers only translate: parsing and checks in `requests.py`, ranking in
 `recommend.py`. A new model file (with a matching .sha256) is picked up without dropping a
@@ -28,7 +29,7 @@ from prometheus_client import (
     generate_latest,
 )
 
-from berth.recommender import requests
+from berth.recommender import requests, schemas
 from berth.recommender.model import Model, ModelError, load
 from berth.recommender.recommend import rank
 
@@ -233,6 +234,7 @@ class Handler(BaseHTTPRequestHandler):
         s = self.service
         routes: dict[str, dict[str, tuple[str, Any]]] = {
             "/v1/model": {"GET": (path, lambda: s.describe())},
+            "/openapi.json": {"GET": (path, lambda: schemas.openapi(MODEL_NAME))},
             "/v2/health/live": {"GET": (path, lambda: {"live": True})},
             "/v2/health/ready": {"GET": (path, lambda: {"ready": True})},
             "/metrics": {"GET": (path, lambda: generate_latest(s.registry))},
