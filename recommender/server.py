@@ -301,12 +301,30 @@ class Handler(BaseHTTPRequestHandler):
         if self.allow:
             self.send_header("Allow", self.allow)
         # A body sent but not read would be parsed as the next request: never keep such a
-        # connection (nothing hidden in a refused body is ever answered).
-        sent = self.headers.get("Content-Length", "0") not in ("", "0")
-        if (sent or self.headers.get("Transfer-Encoding")) and not self.body_read:
+        # connection (nothing hidden in a refused body is ever answered). No headers at all:
+        # the request was refused before they could be read.
+        headers = getattr(self, "headers", None)
+        unread = headers is None or (
+            headers.get("Content-Length", "0") not in ("", "0")
+            or bool(headers.get("Transfer-Encoding"))
+        )
+        if unread and not self.body_read:
             self.close_connection = True
             self.send_header("Connection", "close")
         super().end_headers()
+
+    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
+        """http.server's own refusals (a request line or headers too long or too many, a bad
+        version) as JSON too, on a connection that is then closed."""
+        self.close_connection = True
+        short = self.responses.get(code, ("error", ""))[0]
+        body = _strict({"error": f"{message or short}" + (f": {explain}" if explain else "")})
+        self.send_response(code, message)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        if getattr(self, "command", None) != "HEAD" and code >= 200:
+            self.wfile.write(body)
 
     def do_GET(self) -> None:
         self._handle("GET")

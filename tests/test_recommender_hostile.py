@@ -207,3 +207,28 @@ def test_no_generated_body_gets_a_5xx_or_a_non_strict_answer(
     assert status < 500, (route, body, answer)
     assert isinstance(answer, dict) and ("error" in answer) == (status >= 400)
     json.dumps(answer, allow_nan=False)  # what came back parsed as strict JSON, too
+
+
+def test_a_client_that_stalls_mid_request_is_let_go(server: tuple[str, int, Any]) -> None:
+    with socket.create_connection(server[:2], timeout=IDLE_S + 2) as s:
+        s.sendall(b"POST /v1/predict HTTP/1.1\r\nHost: x\r\nContent-Le")  # and no more
+        began = time.perf_counter()
+        assert s.recv(65536) == b""  # closed, without an answer to half a request
+        assert time.perf_counter() - began < IDLE_S + 1.5
+
+
+@pytest.mark.parametrize(
+    ("headers", "status"),
+    [
+        (b"X-Big: " + b"a" * 70_000 + b"\r\n", b"431"),
+        (b"".join(b"X-%d: 1\r\n" % i for i in range(120)), b"431"),
+    ],
+    ids=["one-huge-header", "too-many-headers"],
+)
+def test_oversized_headers_are_refused_before_any_body(
+    server: tuple[str, int, Any], headers: bytes, status: bytes
+) -> None:
+    got = exchange(server, b"GET /v2/health/ready HTTP/1.1\r\nHost: x\r\n" + headers + b"\r\n")
+    head, _, body = got.partition(b"\r\n\r\n")
+    assert head.split(b" ")[1] == status and got.count(b"HTTP/1.1 ") == 1, got[:200]
+    assert b"Content-Type: application/json" in head and "header" in strict(body)["error"]
