@@ -232,3 +232,11 @@ def test_oversized_headers_are_refused_before_any_body(
     head, _, body = got.partition(b"\r\n\r\n")
     assert head.split(b" ")[1] == status and got.count(b"HTTP/1.1 ") == 1, got[:200]
     assert b"Content-Type: application/json" in head and "header" in strict(body)["error"]
+
+
+def test_a_head_request_gets_headers_and_no_body(server: tuple[str, int, Any]) -> None:
+    raw = b"HEAD /v1/model HTTP/1.1\r\nHost: x\r\n\r\n" + SMUGGLED
+    got = exchange(server, raw)
+    first, _, rest = got.partition(b"\r\n\r\n")
+    assert first.startswith(b"HTTP/1.1 405 ") and b"Allow: GET" in first
+    assert rest.startswith(b"HTTP/1.1 200 ")  # the next request on the connection, in step
