@@ -128,11 +128,16 @@ class Env:
             ) from None
 
     def world(self, job: str, size: int, after: float = 0.0) -> Generation:
-        """The first group of `size` workers formed after `after` (unix time)."""
+        """The first group of `size` workers formed after `after` (unix time), once each of its
+        ranks has reported in."""
         reports = self.tmp / job / "reports"
 
         def formed() -> Generation | None:
-            found = [g for g in generations(reports) if g.formed > after and g.world == size]
+            found = [
+                g
+                for g in generations(reports)
+                if g.formed > after and g.world == size and len(g.ranks) == size  # all in
+            ]
             return found[0] if found else None
 
         return self.until(f"{job}: a world of {size}", formed)  # type: ignore[no-any-return]
