@@ -51,7 +51,6 @@ class Placed:
     source: str  # which predictor answered for the chosen allocation
     degraded: str | None  # why the recommender did not answer, when it did not
     energy_j: float | None  # predicted, for the metric
-    type: str
     predictions: Mapping[tuple[str, int], Prediction] = field(default_factory=dict)
 
 
@@ -119,5 +118,5 @@ def admit(
     return Placed(
         chosen.allocation,
         placement, tuple(conditions), tuple(notes), source, got.degraded,
-        None if energy is None else energy.value * 3.6e6, chosen.type, dict(got.predictions),
+        None if energy is None else energy.value * 3.6e6, dict(got.predictions),
     )  # fmt: skip

@@ -138,10 +138,11 @@ class Reconciler:
                 snapshot = with_claims(snapshot, claims(job, placement))
         # 4. Resize running elastic jobs, once per period.
         if self.rebalancer is not None and self.rebalancer.due():
-            now_snapshot = build_snapshot(view.nodes, capacity_pods(view.pods, placed),
+            if snapshot is None:  # else step 3's, its claims applied: the same as a rebuild
+                snapshot = build_snapshot(view.nodes, capacity_pods(view.pods, placed),
                                           self.idle_watts)  # fmt: skip
             try:
-                placed = self.rebalancer.apply(now_snapshot, placed, waiting, self._parse)
+                placed = self.rebalancer.apply(snapshot, placed, waiting, self._parse)
             except Conflict as exc:
                 log.info("%s; resizing again next period", exc.message)
             except ApiError as exc:
@@ -224,7 +225,7 @@ class Reconciler:
         if decided.degraded is not None:
             self.metrics.fallbacks.labels(decided.source).inc()
         if decided.energy_j is not None:
-            self.metrics.predicted_energy.labels(decided.type).inc(decided.energy_j)
+            self.metrics.predicted_energy.labels(decided.allocation.type).inc(decided.energy_j)
         for note in decided.notes:
             self.events.post(job, note.kind, note.reason, note.message)
         return decided.allocation

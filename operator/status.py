@@ -134,12 +134,8 @@ def placement_status(chosen: Option, plan: Plan, source: str) -> PlacementStatus
             # Rejected keeps no throughput; W / (J/sample) gives it back.
             alt["predicted"] = _predicted(e, e.watts.value / e.joules_per_sample.value, None)
         alternatives.append(alt)
-    allocation = allocation_status(chosen.allocation)
     return {
-        "type": allocation["type"],
-        "count": allocation["count"],
-        "nodes": allocation["nodes"],
-        "nodeNames": allocation["nodeNames"],
+        **allocation_status(chosen.allocation),
         "predicted": _predicted(
             chosen.estimate, throughput.value, throughput.provenance.uncertainty
         ),

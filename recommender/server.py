@@ -319,13 +319,7 @@ class Handler(BaseHTTPRequestHandler):
         version) as JSON too, on a connection that is then closed."""
         self.close_connection = True
         short = self.responses.get(code, ("error", ""))[0]
-        body = _strict({"error": f"{message or short}" + (f": {explain}" if explain else "")})
-        self.send_response(code, message)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        if getattr(self, "command", None) != "HEAD" and code >= 200:
-            self.wfile.write(body)
+        self._send(code, {"error": f"{message or short}" + (f": {explain}" if explain else "")})
 
     def do_GET(self) -> None:
         self._handle("GET")
