@@ -1,12 +1,17 @@
-"""Recommender speed: /v1/recommend over loopback, and onnxruntime against numpy.
+"""Recommender speed: /v1/recommend over loopback on the server berth ships and on the one it
+replaced, side by side; then onnxruntime against numpy.
 
-    .venv/bin/python bench/recommender.py [--seconds S] [--clients N]
+    .venv/bin/python bench/recommender.py [--seconds S] [--old REV]
 
-1. The server (one process, the shipped model) answers N concurrent keep-alive clients asking
-   for 8 candidates each for S seconds: p50/p99 latency and requests per second.
+1. Each server runs as its own process, as in a pod (the shipped model): `berth
+   serve-recommender` (Starlette on uvicorn) and the http.server one of git revision REV
+   (default 625d603, the last with it). For 1 and 4 keep-alive clients, each its own process,
+   asking for 8 candidates each for S seconds: p50/p99 latency and requests per second, and the
+   new server's figures as ratios of the old one's.
 2. The same weights evaluated by onnxruntime and by a numpy forward pass, for batches of 1,
    8 and 1,024 rows: median time per call and the ratio (numpy is the baseline).
-Targets (issue 3): p99 <= 2 ms and >= 2,000 requests/s on one core.
+Targets (issue 19): p99 <= 2 ms and >= 2,000 requests/s. Clients and server share this
+machine's cores: the figures are of both together.
 """
 
 from __future__ import annotations
@@ -14,10 +19,17 @@ from __future__ import annotations
 import argparse
 import http.client
 import json
+import multiprocessing
+import os
+import socket
 import statistics
+import subprocess
 import sys
-import threading
+import tempfile
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
 
 import numpy as np
 import onnx
@@ -25,7 +37,6 @@ from onnx import numpy_helper
 
 from berth.recommender.features import NAMES
 from berth.recommender.model import load
-from berth.recommender.server import make_server
 
 BODY = json.dumps(
     {
@@ -35,32 +46,129 @@ BODY = json.dumps(
         ],
     }
 ).encode()
+OLD_MAIN = """
+import sys
+from pathlib import Path
+from old_server import make_server
+server = make_server(Path(sys.argv[1]), "127.0.0.1", int(sys.argv[2]))
+print("serving", flush=True)
+server.serve_forever()
+"""
 
 
-def load_test(port: int, seconds: float, clients: int) -> tuple[list[float], int]:
-    latencies: list[float] = []
-    lock = threading.Lock()
-    stop = time.perf_counter() + seconds
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
 
-    def client() -> None:
-        connection = http.client.HTTPConnection("127.0.0.1", port)
-        mine = []
-        while time.perf_counter() < stop:
-            began = time.perf_counter()
-            connection.request("POST", "/v1/recommend", BODY, {"Content-Type": "application/json"})
-            response = connection.getresponse()
-            response.read()
-            assert response.status == 200
-            mine.append(time.perf_counter() - began)
-        with lock:
-            latencies.extend(mine)
 
-    threads = [threading.Thread(target=client) for _ in range(clients)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    return latencies, len(latencies)
+@contextmanager
+def running(
+    command: list[str], port: int, cwd: str | None, cores: set[int] | None
+) -> Iterator[None]:
+    pin = None if cores is None else (lambda: os.sched_setaffinity(0, cores))
+    process = subprocess.Popen(command, cwd=cwd, stdout=subprocess.DEVNULL, preexec_fn=pin)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                if process.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"{command[:3]} did not start") from None
+                time.sleep(0.1)
+        yield
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+def client(
+    port: int,
+    stop: float,
+    out: multiprocessing.Queue[list[float]],
+    cores: set[int] | None,
+) -> None:
+    if cores is not None:
+        os.sched_setaffinity(0, cores)
+    connection = http.client.HTTPConnection("127.0.0.1", port)
+    mine = []
+    while time.perf_counter() < stop:
+        began = time.perf_counter()
+        connection.request("POST", "/v1/recommend", BODY, {"Content-Type": "application/json"})
+        response = connection.getresponse()
+        response.read()
+        assert response.status == 200, response.status
+        mine.append(time.perf_counter() - began)
+    out.put(mine)
+
+
+def load_test(
+    port: int, seconds: float, clients: int, cores: set[int] | None = None
+) -> tuple[float, float, float]:
+    """(p50 s, p99 s, requests/s) of `clients` processes asking for `seconds`."""
+    queue: multiprocessing.Queue[list[float]] = multiprocessing.Queue()
+    stop = time.perf_counter() + seconds + 0.5  # the processes start in the first half second
+    procs = [
+        multiprocessing.Process(target=client, args=(port, stop, queue, cores))
+        for _ in range(clients)
+    ]
+    for p in procs:
+        p.start()
+    latencies = sorted(x for _ in procs for x in queue.get())
+    for p in procs:
+        p.join()
+    p99 = latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))]
+    return latencies[len(latencies) // 2], p99, len(latencies) / seconds
+
+
+def old_server(rev: str, folder: str) -> list[str]:
+    source = subprocess.run(
+        ["git", "show", f"{rev}:recommender/server.py"],
+        capture_output=True, text=True, check=True, cwd=Path(__file__).parent,
+    ).stdout  # fmt: skip
+    Path(folder, "old_server.py").write_text(source)
+    return [sys.executable, "-c", OLD_MAIN]
+
+
+def servers(rev: str, seconds: float, model: Path) -> None:
+    cores = sorted(os.sched_getaffinity(0))
+    layouts: dict[str, tuple[set[int] | None, set[int] | None]] = {"shared": (None, None)}
+    if len(cores) > 1:  # the server's own capacity: one core to itself, the clients elsewhere
+        layouts["1 core"] = ({cores[0]}, set(cores[1:]))
+    with tempfile.TemporaryDirectory() as folder:
+        old = old_server(rev, folder)
+        stacks: dict[str, Callable[[int], tuple[list[str], str | None]]] = {
+            f"http.server ({rev})": lambda port: ([*old, str(model), str(port)], folder),
+            "starlette+uvicorn": lambda port: (
+                [sys.executable, "-m", "berth", "serve-recommender", "--model", str(model),
+                 "--port", str(port)], None),
+        }  # fmt: skip
+        print(f"/v1/recommend, 8 candidates, keep-alive client processes, {seconds:g} s each;"
+              f" server cores: shared = all {len(cores)} with the clients,"
+              " 1 core = its own")  # fmt: skip
+        print(f"  {'server':<22} {'cores':>6} {'clients':>7} {'p50 ms':>7} {'p99 ms':>7}"
+              f" {'requests/s':>10}")  # fmt: skip
+        results: dict[tuple[str, str, int], tuple[float, float, float]] = {}
+        for layout, (server_cores, client_cores) in layouts.items():
+            for name, make in stacks.items():
+                port = free_port()
+                command, cwd = make(port)
+                with running(command, port, cwd, server_cores):
+                    for clients in (1, 4):
+                        load_test(port, 0.5, clients, client_cores)  # warm up
+                        got = load_test(port, seconds, clients, client_cores)
+                        results[name, layout, clients] = got
+                        print(f"  {name:<22} {layout:>6} {clients:>7} {got[0] * 1e3:>7.2f}"
+                              f" {got[1] * 1e3:>7.2f} {got[2]:>10.0f}")  # fmt: skip
+        old_name, new_name = stacks
+        for layout in layouts:
+            for clients in (1, 4):
+                o, n = results[old_name, layout, clients], results[new_name, layout, clients]
+                print(f"  new/old, {layout}, {clients} client(s): p50 {n[0] / o[0]:.2f}x"
+                      f"  p99 {n[1] / o[1]:.2f}x  requests/s {n[2] / o[2]:.2f}x")  # fmt: skip
+        print("  targets: p99 <= 2 ms, >= 2,000 requests/s")
 
 
 def numpy_forward(path: str):  # type: ignore[no-untyped-def]
@@ -106,23 +214,17 @@ def timed(fn, repeat: int) -> float:  # type: ignore[no-untyped-def]
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seconds", type=float, default=5.0)
-    parser.add_argument("--clients", type=int, default=4)
+    parser.add_argument("--seconds", type=float, default=3.0)
+    parser.add_argument(
+        "--old",
+        default="625d603",
+        metavar="REV",
+        help="git revision of the http.server recommender (default 625d603)",
+    )
     args = parser.parse_args()
-
-    server = make_server(load().path, "127.0.0.1", 0)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    port = int(server.server_address[1])
-    latencies, done = load_test(port, args.seconds, args.clients)
-    server.shutdown()
-    latencies.sort()
-    p50 = latencies[len(latencies) // 2]
-    p99 = latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))]
-    print(f"/v1/recommend, 8 candidates, {args.clients} keep-alive clients, {args.seconds:g} s:")
-    print(f"  p50 {p50 * 1e3:.2f} ms  p99 {p99 * 1e3:.2f} ms  {done / args.seconds:.0f} requests/s"
-          f"  (targets: p99 <= 2 ms, >= 2,000 requests/s)")  # fmt: skip
-
     model = load()
+    servers(args.old, args.seconds, model.path)
+
     forward = numpy_forward(str(model.path))
     print("inference of the same weights, median per call:")
     print(f"  {'rows':>5}  {'onnxruntime':>12}  {'numpy':>10}  ratio")

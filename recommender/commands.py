@@ -255,36 +255,33 @@ def cmd_serve(args: argparse.Namespace) -> int:
     import logging
 
     from berth.recommender.model import ModelError
-    from berth.recommender.server import make_server, watch, watch_drift
+    from berth.recommender.server import Server, watch, watch_drift
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     try:
-        server = make_server(args.model, args.host, args.port)
+        server = Server(args.model, args.host, args.port)
     except ModelError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except OSError as exc:
         print(f"error: cannot listen on {args.host}:{args.port}: {exc}", file=sys.stderr)
         return 2
-    watch(server)
+    watch(server.service)
     if args.drift_prometheus:
         from berth.profiler.collector import connect, parse_since
 
         try:
             window = parse_since(args.drift_window)
-            watch_drift(server, connect(args.drift_prometheus), args.drift_every, window)
+            watch_drift(server.service, connect(args.drift_prometheus), args.drift_every, window)
         except (ValueError, ConnectionError) as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 2
-    host, port = str(server.server_address[0]), server.server_address[1]
-    model = server.RequestHandlerClass.service.model  # type: ignore[attr-defined]
-    print(f"serving {model.version} on http://{host}:{port}", flush=True)
+    host, port = server.address
+    print(f"serving {server.service.model.version} on http://{host}:{port}", flush=True)
     try:
-        server.serve_forever()
-    except KeyboardInterrupt:
-        pass
+        server.serve_forever()  # until SIGTERM or SIGINT: requests in flight are finished
     finally:
-        server.server_close()
+        server.close()
     return 0
 
 

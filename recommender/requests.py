@@ -9,6 +9,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+import fastjsonschema
 import numpy as np
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import best_match
@@ -28,8 +29,18 @@ def _where(path: Iterable[str | int]) -> str:
 
 
 def conform(schema: schemas.Schema, body: Any) -> None:
-    """The first of the body's faults against its schema, naming the field; none: returns."""
-    error = best_match(_validators[id(schema)].iter_errors(body))
+    """The first of the body's faults against its schema, naming the field; none: returns.
+    fastjsonschema's compiled check (microseconds) passes a good body; jsonschema, 20x slower
+    but the one whose best match names the right field, has the last word on the rest."""
+    fast, full = _validators[id(schema)]
+    try:
+        fast(body)
+        return
+    except fastjsonschema.JsonSchemaException:
+        pass
+    except RecursionError:
+        raise RequestError("the body is nested too deeply") from None
+    error = best_match(full.iter_errors(body))
     if error is None:
         return
     where = _where(error.absolute_path)
@@ -41,7 +52,8 @@ def conform(schema: schemas.Schema, body: Any) -> None:
 
 
 _validators = {
-    id(s): Draft202012Validator(s) for s in (schemas.RECOMMEND, schemas.PREDICT, schemas.INFER)
+    id(s): (fastjsonschema.compile(s), Draft202012Validator(s))
+    for s in (schemas.RECOMMEND, schemas.PREDICT, schemas.INFER)
 }
 
 

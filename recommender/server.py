@@ -1,382 +1,256 @@
-"""The recommender's HTTP endpoint: onnxruntime behind a small threaded HTTP server.
+"""The recommender's HTTP server: the Starlette app (app.py) on uvicorn with httptools, plus the
+connection limits uvicorn leaves out, in `Guarded`:
 
-Routes: POST /v1/recommend, POST /v1/predict, GET /v1/model, GET /openapi.json (every route,
-its request and answer schemas, from schemas.py); the Open Inference Protocol v2
-(/v2/health/live, /v2/health/ready, /v2/models/<name>[/ready], POST /v2/models/<name>/infer);
-GET /metrics. Handlers only translate: parsing and checks in `requests.py`, ranking in
-`recommend.py`. A new model file (with a matching .sha256) is picked up without dropping a
-request: each request uses the model it started with.
+- a connection that sends nothing is closed after `idle_s` (uvicorn times out only the wait
+  between requests, never the wait for the first one);
+- a request must arrive whole within `request_s` of its first byte (a slow client trickling a
+  byte at a time is let go, 408);
+- a request's line and headers over `max_header_bytes`, or more than `max_headers` of them: 431;
+- at most `max_connections` at once: past it the connection idle longest is closed to make room
+  (as nginx drains keep-alive connections), so a health probe is still answered; if none is
+  idle the newcomer gets 503.
+Everything it refuses is JSON and closes the connection. Bodies are framed by httptools
+(Content-Length and chunked), so an unread body is skipped, never parsed as a request.
 """
 
 from __future__ import annotations
 
-import json
+import asyncio
 import logging
+import socket
 import threading
 import time
+from dataclasses import dataclass
 from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-from prometheus_client import (
-    CONTENT_TYPE_LATEST,
-    CollectorRegistry,
-    Counter,
-    Gauge,
-    Histogram,
-    generate_latest,
-)
+import uvicorn
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-from berth.recommender import requests, schemas
-from berth.recommender.model import Model, ModelError, load
-from berth.recommender.recommend import rank
+from berth.recommender.app import make_app, strict
+from berth.recommender.service import Service
 
-MODEL_NAME = "berth-recommender"
-MAX_BODY = 1 << 20  # bytes
-IDLE_S = 30.0  # a connection idle (or a client this slow to send) this long is closed
-BACKLOG = 128  # connections the kernel queues before accept
 log = logging.getLogger("berth.recommender")
 
 
-class BadRequest(Exception):
-    def __init__(self, message: str, status: HTTPStatus = HTTPStatus.BAD_REQUEST) -> None:
-        super().__init__(message)
-        self.status = status
+class _Refused(Exception):
+    """Stops httptools mid-parse once a request has been refused."""
 
 
-class Service:
-    """The model being served and the metrics; swaps the model when its file changes."""
+@dataclass(frozen=True)
+class Limits:
+    idle_s: float = 30.0  # nothing sent on a connection (first request or between requests)
+    request_s: float = 30.0  # first byte of a request to its last
+    max_header_bytes: int = 64 << 10
+    max_headers: int = 100
+    max_connections: int = 1024
+    backlog: int = 2048  # connections the kernel queues before accept
 
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.model: Model = load(path)  # refuses a file whose sha256 does not match
-        self._stamp = self._file_stamp()
-        self.registry = CollectorRegistry()
-        self.requests = Counter(
-            "berth_recommender_requests", "Requests by route and status code.",
-            ["route", "code"], registry=self.registry,
-        )  # fmt: skip
-        self.latency = Histogram(
-            "berth_recommender_request_seconds", "Request latency by route.", ["route"],
-            registry=self.registry,
-            buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1.0),
-        )  # fmt: skip
-        self.drift = Gauge(
-            "berth_recommender_drift_throughput_mape",
-            "Served model's throughput error on measured job runs (retrain when it climbs).",
-            registry=self.registry,
-        )
-        self.drift_runs = Gauge(
-            "berth_recommender_drift_runs", "Measured job runs the drift is taken over.",
-            registry=self.registry,
-        )  # fmt: skip
 
-    def _file_stamp(self) -> tuple[float, float]:
-        sidecar = Path(f"{self.path}.sha256")
-        return (self.path.stat().st_mtime, sidecar.stat().st_mtime)
+DEFAULT = Limits()
+LINGER_S = 2.0  # a refused connection is read and dropped this long before it is closed
 
-    def reload_if_changed(self) -> None:
-        try:
-            stamp = self._file_stamp()
-            if stamp == self._stamp:
+
+class Guarded(HttpToolsProtocol):
+    """uvicorn's httptools protocol with the limits above (`limits` is set per server)."""
+
+    limits = DEFAULT
+    refused = False  # answered with a refusal; lingering until closed
+    idle_since: float | None = None  # when it last had no request in flight
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)  # type: ignore[arg-type]
+        sock = transport.get_extra_info("socket")
+        if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
+            # Headers and body are two writes: without this, a 40 ms delayed-ACK stall each.
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self._timer: asyncio.TimerHandle | None = None
+        self._header_bytes = 0
+        self._headers = 0
+        self._in_request = False
+        if len(self.connections) > self.limits.max_connections and not _drain(self.connections):
+            self._refuse(HTTPStatus.SERVICE_UNAVAILABLE, "too many connections; try again")
+            return
+        self.idle_since = time.monotonic()
+        self._arm(self.limits.idle_s, None)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._disarm()
+        super().connection_lost(exc)
+
+    def data_received(self, data: bytes) -> None:
+        if self.refused or self.transport.is_closing():  # refused: what comes is dropped
+            return
+        if self._header_bytes >= 0:  # still in a request line or headers
+            end = data.find(b"\r\n\r\n")  # where they end, if in this chunk
+            self._header_bytes += len(data) if end < 0 else end
+            if self._header_bytes > self.limits.max_header_bytes:
+                self._refuse(
+                    HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE,
+                    f"request line and headers exceed {self.limits.max_header_bytes} bytes",
+                )
                 return
-            self.model = load(self.path)
-            self._stamp = stamp
-            log.info("serving %s", self.model.version)
-        except (OSError, ModelError) as exc:
-            log.error("kept %s: the new file was refused: %s", self.model.version, exc)
+        super().data_received(data)
 
-    def measure_drift(self, runs: Any) -> float | None:
-        from berth.recommender import drift
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        self._in_request, self.idle_since, self._headers = True, None, 0
+        self._arm(self.limits.request_s, "the request did not arrive in time")
 
-        mape: float | None = drift.throughput_mape(drift.pairs(self.model, runs))
-        self.drift_runs.set(len(runs))
-        self.drift.set(float("nan") if mape is None else mape)
-        return mape
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._headers += 1
+        if self._headers > self.limits.max_headers:
+            self._refuse(
+                HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE,
+                f"more than {self.limits.max_headers} headers",
+            )
+        if self.refused:
+            raise _Refused
+        super().on_header(name, value)
 
-    # --- routes --------------------------------------------------------------------------
+    def on_headers_complete(self) -> None:
+        if self.refused:
+            raise _Refused
+        self._header_bytes = -1  # the body's bytes are the app's to bound
+        super().on_headers_complete()
+        if self.cycle is not None and self.scope["method"] != "HEAD":
+            self.cycle.transport = _Corked(self.cycle.transport)  # type: ignore[assignment]
 
-    def recommend(self, body: Any) -> dict[str, Any]:
-        model = self.model
-        job, candidates, variants = requests.recommend_request(body)
-        predictions = model.predict_many(
-            [
-                (job.model, job.batch_size, v, c.count)
-                for c, v in zip(candidates, variants, strict=True)
-            ]
+    def on_message_complete(self) -> None:
+        self._in_request, self._header_bytes = False, 0
+        self._disarm()
+        super().on_message_complete()
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()
+        if not self._in_request and not self.transport.is_closing():
+            self.idle_since = time.monotonic()
+            self._arm(self.limits.idle_s, None)
+
+    def send_400_response(self, msg: str) -> None:
+        self._refuse(HTTPStatus.BAD_REQUEST, f"not a valid HTTP request: {msg}")
+
+    # --- helpers -------------------------------------------------------------------------
+
+    def _arm(self, seconds: float, why: str | None) -> None:
+        self._disarm()
+        self._timer = self.loop.call_later(seconds, self._expire, why)
+
+    def _disarm(self) -> None:
+        if getattr(self, "_timer", None) is not None:
+            assert self._timer is not None
+            self._timer.cancel()
+            self._timer = None
+
+    def _expire(self, why: str | None) -> None:
+        self._timer = None
+        busy = self.cycle is not None and not self.cycle.response_complete
+        if why is not None and not busy:
+            self._refuse(HTTPStatus.REQUEST_TIMEOUT, why)
+        elif not busy and not self.transport.is_closing():
+            self.transport.close()
+
+    def _refuse(self, status: HTTPStatus, message: str) -> None:
+        """Answer, stop sending, and read (and drop) what the client still sends for a moment
+        before closing: closed at once, the kernel would reset the connection on the client's
+        next bytes, and a reset can destroy the answer before the client reads it."""
+        if self.refused or self.transport.is_closing():
+            return
+        self.refused, self.idle_since = True, None
+        body = strict({"error": message})
+        head = (
+            f"HTTP/1.1 {status.value} {status.phrase}\r\ncontent-type: application/json\r\n"
+            f"content-length: {len(body)}\r\nconnection: close\r\n\r\n"
         )
-        ranked = rank(candidates, predictions, job.objective, job.total_samples, job.deadline_s)
-        return {"model": model.version, "ranked": [requests.ranked_json(r) for r in ranked]}
-
-    def predict(self, body: Any) -> dict[str, Any]:
-        model = self.model
-        x = requests.feature_rows(body, "instances", len(model.names))
-        mean, std = model.infer(x)
-        _finite(mean, std, "instances")
-        return {
-            "model": model.version,
-            "outputs": model.metadata.get("outputs"),
-            "mean": mean.tolist(),
-            "std": std.tolist(),
-        }
-
-    def describe(self) -> dict[str, Any]:
-        model = self.model
-        return {
-            "name": MODEL_NAME,
-            "version": model.metadata.get("version"),
-            "sha256": model.sha256,
-            "features": list(model.names),
-            "outputs": model.metadata.get("outputs"),
-            "data_sha256": model.metadata.get("data_sha256"),
-            "metrics": model.metadata.get("metrics"),
-        }
-
-    def v2_metadata(self) -> dict[str, Any]:
-        model = self.model
-        return {
-            "name": MODEL_NAME,
-            "versions": [model.sha256[:12]],
-            "platform": "onnxruntime_onnx",
-            "inputs": [{"name": "features", "datatype": "FP32", "shape": [-1, len(model.names)]}],
-            "outputs": [
-                {"name": "mean", "datatype": "FP32", "shape": [-1, 2]},
-                {"name": "std", "datatype": "FP32", "shape": [-1, 2]},
-            ],
-        }
-
-    def v2_infer(self, body: Any) -> dict[str, Any]:
-        model = self.model
-        x, wanted, request_id = requests.v2_inputs(body, len(model.names))
-        mean, std = model.infer(x)
-        _finite(mean, std, "inputs[0].data row")
-        outputs = [
-            {"name": name, "datatype": "FP32", "shape": list(values.shape),
-             "data": values.astype(np.float32).ravel().tolist()}
-            for name, values in (("mean", mean), ("std", std))
-            if wanted is None or name in wanted
-        ]  # fmt: skip
-        answer: dict[str, Any] = {
-            "model_name": MODEL_NAME,
-            "model_version": model.sha256[:12],
-            "outputs": outputs,
-        }
-        if request_id is not None:
-            answer["id"] = request_id
-        return answer
+        self.transport.write(head.encode() + body)
+        if self.transport.can_write_eof():
+            self.transport.write_eof()
+        self._disarm()
+        self._timer = self.loop.call_later(LINGER_S, self.transport.close)
 
 
-def _finite(mean: np.ndarray, std: np.ndarray, where: str) -> None:
-    """Strict JSON has no NaN or infinity: name the rows whose answer would need them."""
-    bad = np.flatnonzero(~(np.isfinite(mean).all(axis=1) & np.isfinite(std).all(axis=1)))
-    if bad.size:
-        rows = ", ".join(str(i) for i in bad[:10])
-        raise requests.RequestError(
-            f"{where} {rows}: the model's answer is not a finite number (a feature far outside "
-            "what it was trained on)"
+class _Corked:
+    """A response's transport that holds its status line and headers back until the body is
+    written, and sends both at once: one send() and one wake-up of the client, not two (the
+    second send was a quarter of the server's time). HEAD answers, which have no body, are not
+    held; a close sends what is held."""
+
+    def __init__(self, transport: asyncio.Transport) -> None:
+        self._transport = transport
+        self._held = b""
+
+    def write(self, data: bytes) -> None:
+        if not self._held and data.startswith(b"HTTP/1.1 ") and not data.startswith(b"HTTP/1.1 1"):
+            self._held = data
+            return
+        data, self._held = self._held + data, b""
+        self._transport.write(data)
+
+    def close(self) -> None:
+        if self._held:
+            self._transport.write(self._held)
+            self._held = b""
+        self._transport.close()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._transport, name)
+
+
+def _drain(connections: set[Any]) -> bool:
+    """Close the connection idle longest; False if every one is busy."""
+    idle = [c for c in connections if c.idle_since is not None]
+    if not idle:
+        return False
+    oldest = min(idle, key=lambda c: c.idle_since)
+    oldest.idle_since = None
+    oldest.transport.close()
+    return True
+
+
+class Server:
+    """A bound socket and the uvicorn server that will serve the app on it."""
+
+    def __init__(self, path: Path, host: str, port: int, limits: Limits = DEFAULT) -> None:
+        self.service = Service(path)  # refuses a model file whose sha256 does not match
+        self.socket = socket.create_server((host, port), backlog=limits.backlog, reuse_port=False)
+        protocol = type("BoundGuarded", (Guarded,), {"limits": limits})
+        config = uvicorn.Config(
+            make_app(self.service),
+            http=protocol,
+            lifespan="off",
+            log_config=None,
+            access_log=False,
+            server_header=False,
+            date_header=False,
+            timeout_keep_alive=int(max(1, limits.idle_s)),
+            backlog=limits.backlog,
+            timeout_graceful_shutdown=5,
         )
+        self.uvicorn = uvicorn.Server(config)
+
+    @property
+    def address(self) -> tuple[str, int]:
+        host, port = self.socket.getsockname()[:2]
+        return str(host), int(port)
+
+    def serve_forever(self) -> None:
+        """Until SIGINT/SIGTERM (in the main thread) or `shutdown()`."""
+        self.uvicorn.run(sockets=[self.socket])
+
+    def shutdown(self) -> None:
+        self.uvicorn.should_exit = True
+
+    def close(self) -> None:
+        self.socket.close()
 
 
-class Handler(BaseHTTPRequestHandler):
-    service: Service  # set on the subclass serve() makes
-    protocol_version = "HTTP/1.1"  # keep-alive, as load balancers and clients expect
-    timeout = IDLE_S  # socket timeout: idle keep-alive and slow clients are let go
-    body_read = False  # whether this request's body was read (else the connection closes)
-    allow = ""  # the Allow header of a 405
-    disable_nagle_algorithm = True  # headers and body go out in two writes: no 40 ms stall
-
-    def log_message(self, format: str, *args: Any) -> None:
-        log.debug("%s " + format, self.address_string(), *args)
-
-    def _send(self, status: int, payload: Any, content_type: str = "application/json") -> None:
-        try:
-            data = payload if isinstance(payload, bytes) else _strict(payload)
-        except ValueError:  # NaN or infinity: no strict JSON parser could read the answer
-            status = HTTPStatus.UNPROCESSABLE_ENTITY
-            data = _strict(
-                {
-                    "error": "the model's answer for this input is not a finite number "
-                    "(an input far outside what it was trained on)"
-                }
-            )
-        self.send_response(status)
-        self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        if self.command != "HEAD":  # a HEAD answer has the headers of the body, not the body
-            self.wfile.write(data)
-
-    def _body(self) -> Any:
-        try:
-            length = int(self.headers.get("Content-Length", ""))
-        except ValueError:
-            raise BadRequest(
-                "a body with a Content-Length is required", HTTPStatus.LENGTH_REQUIRED
-            ) from None
-        if length < 0 or length > MAX_BODY:
-            # Not read: close the connection rather than leave the body in the stream.
-            self.close_connection = True
-            raise BadRequest(
-                f"body of {length} bytes exceeds {MAX_BODY}", HTTPStatus.REQUEST_ENTITY_TOO_LARGE
-            )
-        raw = self.rfile.read(length)
-        self.body_read = True
-        try:
-            return json.loads(raw, parse_constant=_no_constant)
-        except (UnicodeDecodeError, json.JSONDecodeError, ValueError) as exc:
-            raise BadRequest(f"body is not valid JSON: {exc}") from None
-        except RecursionError:
-            raise BadRequest("body is not valid JSON: nested too deeply") from None
-
-    def _route(self, method: str) -> tuple[str, Any]:
-        path = self.path.split("?", 1)[0]
-        s = self.service
-        routes: dict[str, dict[str, tuple[str, Any]]] = {
-            "/v1/model": {"GET": (path, lambda: s.describe())},
-            "/openapi.json": {"GET": (path, lambda: schemas.openapi(MODEL_NAME))},
-            "/v2/health/live": {"GET": (path, lambda: {"live": True})},
-            "/v2/health/ready": {"GET": (path, lambda: {"ready": True})},
-            "/metrics": {"GET": (path, lambda: generate_latest(s.registry))},
-            f"/v2/models/{MODEL_NAME}": {"GET": ("/v2/models/<name>", lambda: s.v2_metadata())},
-            f"/v2/models/{MODEL_NAME}/ready": {
-                "GET": ("/v2/models/<name>/ready", lambda: {"name": MODEL_NAME, "ready": True})
-            },
-            "/v1/recommend": {"POST": (path, lambda: s.recommend(self._body()))},
-            "/v1/predict": {"POST": (path, lambda: s.predict(self._body()))},
-            f"/v2/models/{MODEL_NAME}/infer": {
-                "POST": ("/v2/models/<name>/infer", lambda: s.v2_infer(self._body()))
-            },
-        }
-        if path in routes:
-            found = routes[path]
-            if method in found:
-                return found[method]
-            self.allow = ", ".join(found)
-            return "unknown", _fail(
-                f"{method} is not allowed on {path}; allowed: {self.allow}",
-                HTTPStatus.METHOD_NOT_ALLOWED,
-            )
-        if path.startswith("/v2/models/"):
-            return "unknown", _fail(
-                f"no model here by that name; this server serves {MODEL_NAME}", HTTPStatus.NOT_FOUND
-            )
-        return "unknown", _fail(f"no route {method} {path}", HTTPStatus.NOT_FOUND)
-
-    def _handle(self, method: str) -> None:
-        began = time.perf_counter()
-        self.body_read, self.allow = False, ""
-        if self.headers.get("Transfer-Encoding"):
-            # Not read, so not left in the stream either: the connection is closed.
-            route, action = (
-                "unknown",
-                _fail(
-                    "chunked bodies are not accepted; send a Content-Length",
-                    HTTPStatus.LENGTH_REQUIRED,
-                ),
-            )
-        else:
-            route, action = self._route(method)
-        status = HTTPStatus.OK
-        try:
-            result = action()
-            if route == "/metrics":
-                self._send(status, result, CONTENT_TYPE_LATEST)
-            else:
-                self._send(status, result)
-        except BadRequest as exc:
-            status = exc.status
-            self._send(status, {"error": str(exc)})
-        except (requests.RequestError, ValueError) as exc:
-            status = HTTPStatus.BAD_REQUEST
-            self._send(status, {"error": str(exc)})
-        except Exception:  # a bug, not the caller's fault: say so, keep serving
-            log.exception("internal error on %s %s", method, self.path)
-            status = HTTPStatus.INTERNAL_SERVER_ERROR
-            self._send(status, {"error": "internal error; see the server log"})
-        self.service.requests.labels(route, str(int(status))).inc()
-        self.service.latency.labels(route).observe(time.perf_counter() - began)
-
-    def end_headers(self) -> None:
-        if self.allow:
-            self.send_header("Allow", self.allow)
-        # A body sent but not read would be parsed as the next request: never keep such a
-        # connection (nothing hidden in a refused body is ever answered). No headers at all:
-        # the request was refused before they could be read.
-        headers = getattr(self, "headers", None)
-        unread = headers is None or (
-            headers.get("Content-Length", "0") not in ("", "0")
-            or bool(headers.get("Transfer-Encoding"))
-        )
-        if unread and not self.body_read:
-            self.close_connection = True
-            self.send_header("Connection", "close")
-        super().end_headers()
-
-    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
-        """http.server's own refusals (a request line or headers too long or too many, a bad
-        version) as JSON too, on a connection that is then closed."""
-        self.close_connection = True
-        short = self.responses.get(code, ("error", ""))[0]
-        self._send(code, {"error": f"{message or short}" + (f": {explain}" if explain else "")})
-
-    def do_GET(self) -> None:
-        self._handle("GET")
-
-    def do_POST(self) -> None:
-        self._handle("POST")
-
-    def do_PUT(self) -> None:
-        self._handle("PUT")
-
-    def do_DELETE(self) -> None:
-        self._handle("DELETE")
-
-    def do_PATCH(self) -> None:
-        self._handle("PATCH")
-
-    def do_OPTIONS(self) -> None:
-        self._handle("OPTIONS")
-
-    def do_HEAD(self) -> None:
-        self._handle("HEAD")
-
-
-def _strict(payload: Any) -> bytes:
-    return json.dumps(payload, allow_nan=False).encode()
-
-
-def _no_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not a number JSON allows")
-
-
-def _fail(message: str, status: HTTPStatus) -> Any:
-    def action() -> Any:
-        raise BadRequest(message, status)
-
-    return action
-
-
-class _Server(ThreadingHTTPServer):
-    request_queue_size = BACKLOG
-
-
-def make_server(path: Path, host: str, port: int) -> ThreadingHTTPServer:
-    service = Service(path)
-    handler = type("BoundHandler", (Handler,), {"service": service})
-    server = _Server((host, port), handler)
-    server.daemon_threads = True
-    return server
-
-
-def watch(server: ThreadingHTTPServer, every_s: float = 2.0) -> threading.Thread:
+def watch(service: Service, every_s: float = 2.0) -> threading.Thread:
     """Checks the model file every few seconds and swaps in a new one that passes its check."""
-    service: Service = server.RequestHandlerClass.service  # type: ignore[attr-defined]
-    stop = threading.Event()
 
     def loop() -> None:
-        while not stop.wait(every_s):
+        while True:
+            time.sleep(every_s)
             service.reload_if_changed()
 
     thread = threading.Thread(target=loop, name="model-watch", daemon=True)
@@ -385,10 +259,9 @@ def watch(server: ThreadingHTTPServer, every_s: float = 2.0) -> threading.Thread
 
 
 def watch_drift(
-    server: ThreadingHTTPServer, collector: Any, every_s: float, window_s: float
+    service: Service, collector: Any, every_s: float, window_s: float
 ) -> threading.Thread:
     """Every `every_s`, the served model's error on the job runs measured in the last window."""
-    service: Service = server.RequestHandlerClass.service  # type: ignore[attr-defined]
 
     def loop() -> None:
         while True:

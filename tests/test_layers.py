@@ -38,7 +38,8 @@ FOLDERS = {
 }
 ALLOWED = {("berth.operator", "berth.recommender.client")}  # its public HTTP client
 PURE = {"berth.core", "berth.placement", "berth.simulator"}
-IO = {"kubernetes", "kopf", "onnxruntime", "torch", "prometheus_client", "prometheus_api_client"}
+IO = {"kubernetes", "kopf", "onnxruntime", "torch", "prometheus_client", "prometheus_api_client",
+      "starlette", "uvicorn", "httptools"}  # fmt: skip
 
 
 def modules() -> Iterator[tuple[str, Path]]:

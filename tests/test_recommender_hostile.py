@@ -7,19 +7,21 @@ from __future__ import annotations
 import contextlib
 import json
 import socket
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import fastjsonschema
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from berth.recommender import requests, schemas
 from berth.recommender.features import NAMES
-from berth.recommender.server import MODEL_NAME, Handler, make_server
-from tests.test_recommender_server import call, model_file  # noqa: F401 - a fixture
+from berth.recommender.server import Limits
+from berth.recommender.service import MODEL_NAME
+from tests.test_recommender_server import call, model_file, serving  # noqa: F401 - a fixture
 
 SMUGGLED = b"GET /v2/health/ready HTTP/1.1\r\nHost: x\r\n\r\n"
 GET_ROUTES = ["/v1/model", "/v2/health/live", "/v2/health/ready", "/metrics",
@@ -29,14 +31,9 @@ IDLE_S = 0.5
 
 
 @pytest.fixture
-def server(model_file: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[str, int, Any]]:  # noqa: F811
-    monkeypatch.setattr(Handler, "timeout", IDLE_S)
-    httpd = make_server(model_file, "127.0.0.1", 0)
-    thread = threading.Thread(target=httpd.serve_forever, args=(0.05,), daemon=True)
-    thread.start()
-    yield str(httpd.server_address[0]), int(httpd.server_address[1]), None
-    httpd.shutdown()
-    httpd.server_close()
+def server(model_file: Path) -> Iterator[tuple[str, int, Any]]:  # noqa: F811
+    with serving(model_file, Limits(idle_s=IDLE_S, request_s=IDLE_S)) as running:
+        yield running
 
 
 def exchange(server: tuple[str, int, Any], raw: bytes) -> bytes:
@@ -53,6 +50,12 @@ def exchange(server: tuple[str, int, Any], raw: bytes) -> bytes:
             if not chunk:
                 return got
             got += chunk
+
+
+def headers_of(head: bytes) -> dict[str, str]:
+    """The header fields of a raw answer, by lower-case name (field names are case-blind)."""
+    lines = head.decode("latin-1").split("\r\n")[1:]
+    return {k.strip().lower(): v.strip() for k, _, v in (line.partition(":") for line in lines)}
 
 
 def strict(payload: bytes) -> Any:
@@ -80,12 +83,36 @@ def test_a_request_hidden_in_a_refused_body_is_never_answered(
     assert got.count(b"HTTP/1.1 ") == 1, got
 
 
-def test_a_chunked_body_is_refused_and_the_connection_closed(server: tuple[str, int, Any]) -> None:
+def test_a_chunked_body_is_read_whole_and_the_next_request_answered_in_step(
+    server: tuple[str, int, Any],
+) -> None:
     body = json.dumps({"instances": [[0.0] * len(NAMES)]}).encode()
-    chunk = b"%x\r\n%s\r\n0\r\n\r\n" % (len(body), body)
-    raw = b"POST /v1/predict HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n" + chunk
-    got = exchange(server, raw + SMUGGLED)
-    assert got.startswith(b"HTTP/1.1 411 ") and got.count(b"HTTP/1.1 ") == 1
+    chunks = b"%x\r\n%s\r\n%x\r\n%s\r\n0\r\n\r\n" % (5, body[:5], len(body) - 5, body[5:])
+    raw = b"POST /v1/predict HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n" + chunks
+    answers = exchange(server, raw + SMUGGLED).split(b"HTTP/1.1 ")[1:]
+    assert [a[:3] for a in answers] == [b"200", b"200"]
+    assert b'"mean"' in answers[0] and b'"ready"' in answers[1]
+
+
+def test_a_chunked_body_over_the_limit_is_a_413_on_a_closed_connection(
+    server: tuple[str, int, Any],
+) -> None:
+    chunk = b"x" * 65536
+    chunks = b"".join(b"%x\r\n%s\r\n" % (len(chunk), chunk) for _ in range(17))
+    raw = b"POST /v1/predict HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n" + chunks
+    got = exchange(server, raw + b"0\r\n\r\n" + SMUGGLED)
+    assert got.startswith(b"HTTP/1.1 413 ") and got.count(b"HTTP/1.1 ") == 1, got[:200]
+
+
+def test_a_body_framed_two_ways_is_refused_and_nothing_after_it_answered(
+    server: tuple[str, int, Any],
+) -> None:
+    """Content-Length and chunked together: the classic smuggling request (CL.TE)."""
+    raw = (b"POST /v1/predict HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n"
+           b"Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n" + SMUGGLED)  # fmt: skip
+    got = exchange(server, raw)
+    assert got.startswith(b"HTTP/1.1 400 ") and got.count(b"HTTP/1.1 ") == 1, got[:200]
+    assert headers_of(got.partition(b"\r\n\r\n")[0])["content-type"] == "application/json"
 
 
 @pytest.mark.parametrize("method", ["PUT", "DELETE", "PATCH", "OPTIONS"])
@@ -98,14 +125,14 @@ def test_a_wrong_method_is_a_json_405_with_allow(
     )
     head, _, body = got.partition(b"\r\n\r\n")
     assert head.startswith(b"HTTP/1.1 405 ")
-    allow = "GET" if path in GET_ROUTES else "POST"
-    assert f"Allow: {allow}".encode() in head
+    allow = "GET, HEAD" if path in GET_ROUTES else "POST"
+    assert headers_of(head)["allow"] == allow
     assert method in strict(body)["error"]
 
 
 def test_a_post_to_a_read_only_route_is_a_405_not_a_404(server: tuple[str, int, Any]) -> None:
     status, body = call(server, "POST", "/v1/model", {})
-    assert status == 405 and "allowed: GET" in body["error"]
+    assert status == 405 and "allowed: GET, HEAD" in body["error"]
 
 
 def test_json_nested_past_the_parsers_depth_is_a_400(server: tuple[str, int, Any]) -> None:
@@ -213,7 +240,9 @@ def test_a_client_that_stalls_mid_request_is_let_go(server: tuple[str, int, Any]
     with socket.create_connection(server[:2], timeout=IDLE_S + 2) as s:
         s.sendall(b"POST /v1/predict HTTP/1.1\r\nHost: x\r\nContent-Le")  # and no more
         began = time.perf_counter()
-        assert s.recv(65536) == b""  # closed, without an answer to half a request
+        head, _, body = s.recv(65536).partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 408 ") and "in time" in strict(body)["error"]
+        assert s.recv(65536) == b""  # and closed
         assert time.perf_counter() - began < IDLE_S + 1.5
 
 
@@ -231,12 +260,73 @@ def test_oversized_headers_are_refused_before_any_body(
     got = exchange(server, b"GET /v2/health/ready HTTP/1.1\r\nHost: x\r\n" + headers + b"\r\n")
     head, _, body = got.partition(b"\r\n\r\n")
     assert head.split(b" ")[1] == status and got.count(b"HTTP/1.1 ") == 1, got[:200]
-    assert b"Content-Type: application/json" in head and "header" in strict(body)["error"]
+    assert headers_of(head)["content-type"] == "application/json"
+    assert "header" in strict(body)["error"]
 
 
-def test_a_head_request_gets_headers_and_no_body(server: tuple[str, int, Any]) -> None:
+def test_a_head_request_gets_the_headers_of_a_get_and_no_body(
+    server: tuple[str, int, Any],
+) -> None:
+    _, body = call(server, "GET", "/v1/model")
     raw = b"HEAD /v1/model HTTP/1.1\r\nHost: x\r\n\r\n" + SMUGGLED
     got = exchange(server, raw)
     first, _, rest = got.partition(b"\r\n\r\n")
-    assert first.startswith(b"HTTP/1.1 405 ") and b"Allow: GET" in first
+    assert first.startswith(b"HTTP/1.1 200 ")
+    assert int(headers_of(first)["content-length"]) == len(json.dumps(body).encode())
     assert rest.startswith(b"HTTP/1.1 200 ")  # the next request on the connection, in step
+
+
+SCHEMAS = {"/v1/recommend": schemas.RECOMMEND, "/v1/predict": schemas.PREDICT,
+           f"/v2/models/{MODEL_NAME}/infer": schemas.INFER}  # fmt: skip
+
+
+@settings(max_examples=3000, deadline=None)
+@given(st.data())
+def test_the_fast_check_and_jsonschema_agree_on_every_body(data: st.DataObject) -> None:
+    """The compiled check lets a body through only where jsonschema, the reference, would."""
+    route = data.draw(st.sampled_from(sorted(VALID)))
+    body = mutated(VALID[route], data) if data.draw(st.booleans()) else data.draw(JSON)
+    fast, full = requests._validators[id(SCHEMAS[route])]
+    try:
+        fast(body)
+        passed = True
+    except fastjsonschema.JsonSchemaException:
+        passed = False
+    assert passed == full.is_valid(body), body
+
+
+def test_past_the_connection_limit_the_longest_idle_connection_makes_room(
+    model_file: Path,  # noqa: F811
+) -> None:
+    with serving(model_file, Limits(max_connections=50)) as server:
+        idle = [socket.create_connection(server[:2]) for _ in range(100)]
+        try:
+            began = time.perf_counter()
+            status, body = call(server, "GET", "/v2/health/ready")
+            assert (status, body) == (200, {"ready": True})
+            assert time.perf_counter() - began < 0.1
+            idle[0].settimeout(1.0)
+            assert idle[0].recv(1) == b""  # the first opened was closed to make room
+            idle[-1].sendall(SMUGGLED)  # the newest still served
+            idle[-1].settimeout(1.0)
+            assert idle[-1].recv(65536).startswith(b"HTTP/1.1 200 ")
+        finally:
+            for s in idle:
+                s.close()
+
+
+def test_past_the_connection_limit_with_none_idle_a_newcomer_gets_a_json_503(
+    model_file: Path,  # noqa: F811
+) -> None:
+    with serving(model_file, Limits(max_connections=20)) as server:
+        busy = [socket.create_connection(server[:2]) for _ in range(20)]
+        try:
+            for s in busy:
+                s.sendall(b"POST /v1/predict HTTP/1.1\r\nHost: x\r\n")  # mid-request
+            time.sleep(0.2)
+            got = exchange(server, SMUGGLED)
+            head, _, body = got.partition(b"\r\n\r\n")
+            assert head.startswith(b"HTTP/1.1 503 ") and "connections" in strict(body)["error"]
+        finally:
+            for s in busy:
+                s.close()

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import threading
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,7 +22,8 @@ from schemathesis.specs.openapi.checks import negative_data_rejection, positive_
 
 from berth.recommender.model import SHIPPED
 from berth.recommender.schemas import openapi
-from berth.recommender.server import MODEL_NAME, make_server
+from berth.recommender.service import MODEL_NAME
+from tests.test_recommender_server import serving
 
 EXAMPLES = 900  # per route and mode: the three POST routes alone make >= 5,000 requests
 
@@ -47,12 +47,8 @@ def url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     model = tmp / "recommender.onnx"
     shutil.copy(SHIPPED, model)
     shutil.copy(f"{SHIPPED}.sha256", f"{model}.sha256")
-    httpd = make_server(Path(model), "127.0.0.1", 0)
-    thread = threading.Thread(target=httpd.serve_forever, args=(0.05,), daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{httpd.server_address[1]}"
-    httpd.shutdown()
-    httpd.server_close()
+    with serving(Path(model)) as (host, port, _):
+        yield f"http://{host}:{port}"
 
 
 def test_the_served_document_is_the_one_fuzzed(url: str) -> None:

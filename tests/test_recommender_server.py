@@ -3,10 +3,12 @@ problem, an altered model file is refused, a new one is swapped in."""
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
 import shutil
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -14,10 +16,12 @@ from typing import Any
 import numpy as np
 import pytest
 
+from berth.recommender.app import MAX_BODY
 from berth.recommender.client import RecommenderClient, RecommenderRefused, RecommenderUnavailable
 from berth.recommender.features import NAMES
 from berth.recommender.model import SHIPPED, ModelError, load
-from berth.recommender.server import MAX_BODY, MODEL_NAME, Service, make_server
+from berth.recommender.server import DEFAULT, Limits, Server
+from berth.recommender.service import MODEL_NAME, Service
 
 JOB = {"model": "resnet50", "batchSize": 256, "totalWork": {"iterations": 1000}}
 CANDIDATES = [{"accelerator": "a100", "count": 4}, {"accelerator": "Tesla T4", "count": 2}]
@@ -31,15 +35,28 @@ def model_file(tmp_path: Path) -> Path:
     return path
 
 
+@contextlib.contextmanager
+def serving(model: Path, limits: Limits = DEFAULT) -> Iterator[tuple[str, int, Service]]:
+    """The real server (uvicorn) on a free loopback port, in a thread, until the block ends."""
+    server = Server(model, "127.0.0.1", 0, limits)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.uvicorn.started:
+        assert thread.is_alive() and time.monotonic() < deadline, "the server did not start"
+        time.sleep(0.01)
+    try:
+        yield *server.address, server.service
+    finally:
+        server.shutdown()
+        thread.join(timeout=10)
+        server.close()
+
+
 @pytest.fixture
 def server(model_file: Path) -> Iterator[tuple[str, int, Service]]:
-    httpd = make_server(model_file, "127.0.0.1", 0)
-    thread = threading.Thread(target=httpd.serve_forever, args=(0.05,), daemon=True)
-    thread.start()
-    host, port = str(httpd.server_address[0]), int(httpd.server_address[1])
-    yield host, port, httpd.RequestHandlerClass.service  # type: ignore[attr-defined]
-    httpd.shutdown()
-    httpd.server_close()
+    with serving(model_file) as running:
+        yield running
 
 
 def call(
