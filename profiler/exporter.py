@@ -122,27 +122,46 @@ class Exporter:
             self.stop.wait(max(next_at - time.monotonic(), 0.0))
 
 
+IDLE_S = 10.0  # a scrape takes milliseconds: a connection quiet this long is let go
+
+
 def make_server(exporter: Exporter, host: str, port: int) -> ThreadingHTTPServer:
+    """GET /metrics and /healthz. HTTP/1.0: one request per connection, so a body is never
+    read as a request; a wrong method is a 405 with Allow; a silent client is dropped."""
+
     class Handler(BaseHTTPRequestHandler):
+        timeout = IDLE_S
+
         def log_message(self, format: str, *args: Any) -> None:
             log.debug(format, *args)
 
-        def do_GET(self) -> None:
-            if self.path.split("?")[0] == "/metrics":
-                body, status, kind = exporter.text().encode(), HTTPStatus.OK, CONTENT_TYPE
-            elif self.path == "/healthz":
-                body, status, kind = b"ok\n", HTTPStatus.OK, "text/plain"
-            else:
-                body, status, kind = (
-                    b"not found: try /metrics\n",
-                    HTTPStatus.NOT_FOUND,
-                    "text/plain",
-                )
+        def _answer(self, status: int, body: bytes, kind: str, head: bool = False) -> None:
             self.send_response(status)
             self.send_header("Content-Type", kind)
             self.send_header("Content-Length", str(len(body)))
+            if status == HTTPStatus.METHOD_NOT_ALLOWED:
+                self.send_header("Allow", "GET, HEAD")
             self.end_headers()
-            self.wfile.write(body)
+            if not head:
+                self.wfile.write(body)
+
+        def do_GET(self, head: bool = False) -> None:
+            path = self.path.split("?")[0]
+            if path == "/metrics":
+                self._answer(HTTPStatus.OK, exporter.text().encode(), CONTENT_TYPE, head)
+            elif path == "/healthz":
+                self._answer(HTTPStatus.OK, b"ok\n", "text/plain", head)
+            else:
+                self._answer(HTTPStatus.NOT_FOUND, b"not found: try /metrics\n", "text/plain", head)
+
+        def do_HEAD(self) -> None:
+            self.do_GET(head=True)
+
+        def _wrong_method(self) -> None:
+            message = f"{self.command} is not allowed; allowed: GET, HEAD\n".encode()
+            self._answer(HTTPStatus.METHOD_NOT_ALLOWED, message, "text/plain")
+
+        do_POST = do_PUT = do_DELETE = do_PATCH = do_OPTIONS = _wrong_method
 
     server = ThreadingHTTPServer((host, port), Handler)
     server.daemon_threads = True
