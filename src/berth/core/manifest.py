@@ -101,10 +101,9 @@ def _check_depth(text: str) -> None:
             if isinstance(event, yaml.CollectionStartEvent):
                 depth += 1
                 if depth > MAX_DEPTH:
-                    raise ManifestError(
-                        f"line {event.start_mark.line + 1}, column {event.start_mark.column + 1}:"
-                        f" nested more than {MAX_DEPTH} deep"
-                    )
+                    mark = event.start_mark
+                    where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+                    raise ManifestError(f"{where}nested more than {MAX_DEPTH} deep")
             elif isinstance(event, yaml.CollectionEndEvent):
                 depth -= 1
     except ManifestError:
