@@ -181,6 +181,69 @@ def import_zeus_power(folder: Path) -> list[PowerRecord]:
     return records
 
 
+# Lambda's system names (`name_gpu`, less its "Nx " count and "Lambda Cloud — " prefix) to the
+# GPU in them, from each system's logs/<system>.logs/metadata (nvidia-smi's names).
+LAMBDA_GPUS = {
+    "RTX 3080": "rtx3080", "RTX 3090": "rtx3090", "A100 40GB PCIe": "a100", "RTX A6000": "a6000",
+    "RTX 2080Ti": "rtx2080ti", "RTX 2080Ti NVLink": "rtx2080ti", "RTX 8000": "rtx8000",
+    "RTX 8000 NVLink": "rtx8000", "V100 32GB": "v100", "GTX 1080Ti": "gtx1080ti",
+}  # fmt: skip
+LAMBDA_LAPTOP = ("MAX-Q",)  # laptop GPUs: no cluster holds them
+_LAMBDA_SYSTEM = re.compile(r"^(?:Lambda Cloud — )?(?:(?P<n>\d+)x )?(?P<gpu>.+)$")
+
+
+def import_lambda_tf(folder: Path) -> tuple[list[ProfileRecord], list[str]]:
+    """Lambda's TensorFlow benchmark (tf_cnn_benchmarks, synthetic ImageNet-shaped data,
+    replicated variables, NCCL all-reduce; TF 1.15 or 2.x, XLA on most systems): images/s
+    summed over the system's GPUs, at the global batch of the matching tf-train-bs-*.csv cell.
+    fp16 is mixed precision (--use_fp16). Laptop GPUs and cells of 0 (did not run) are left
+    out; the second list names them."""
+    records, skipped = [], []
+    for precision in ("fp32", "fp16"):
+        rates = _lambda_table(folder / f"tf-train-throughput-{precision}.csv")
+        batches = _lambda_table(folder / f"tf-train-bs-{precision}.csv")
+        for (system, count, model), rate in rates.items():
+            where = f"lambda-tf tf-train-throughput-{precision}.csv {system!r} {model}"
+            match = _LAMBDA_SYSTEM.match(system)
+            assert match is not None  # the pattern matches any name
+            if any(tag in system.upper() for tag in LAMBDA_LAPTOP):
+                skipped.append(f"{where}: a laptop GPU")
+                continue
+            if rate == 0:
+                skipped.append(f"{where}: 0 images/s (did not run)")
+                continue
+            if int(match["n"] or 1) != count:
+                raise ValueError(f"{where}: num_gpu {count} is not the name's count")
+            batch = int(batches[system, count, model])
+            records.append(
+                ProfileRecord(
+                    family=model,
+                    batch_size=batch,
+                    accelerator=LAMBDA_GPUS[match["gpu"]],
+                    count=count,
+                    throughput=rate,
+                    watts_per_device=None,  # its watt column is nominal board power, typed in
+                    source=where,
+                    conversion=f"images/s summed over {count} GPU(s); global batch {batch} "
+                    "from tf-train-bs; synthetic data",
+                    precision=precision,
+                    framework="tensorflow",
+                )
+            )
+    return records, skipped
+
+
+def _lambda_table(path: Path) -> dict[tuple[str, int, str], float]:
+    with path.open(newline="") as f:
+        rows = list(csv.DictReader(f))
+    models = [k for k in rows[0] if k not in ("name_gpu", "num_gpu", "watt", "price")]
+    return {(r["name_gpu"], int(r["num_gpu"]), m): float(r[m]) for r in rows for m in models}
+
+
+def derive_transfer(shared: Path) -> list[ProfileRecord]:
+    return import_lambda_tf(shared / "lambda-tf")[0]
+
+
 def derive(shared: Path) -> tuple[list[ProfileRecord], list[PowerRecord]]:
     records = (
         import_elasticflow(shared / "elasticflow/throughputs_A100")[0]
@@ -198,8 +261,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("out", type=Path, help="where to write them (src/berth/data)")
     args = parser.parse_args(argv)
     records, power = derive(args.shared)
-    tables.write(args.out, records, power)
-    print(f"{len(records)} throughput and {len(power)} power records -> {args.out}")
+    transfer = derive_transfer(args.shared)
+    tables.write(args.out, records, power, transfer)
+    print(
+        f"{len(records)} throughput, {len(power)} power and {len(transfer)} transfer records "
+        f"-> {args.out}"
+    )
 
 
 if __name__ == "__main__":

@@ -107,7 +107,9 @@ def test_catalog_figures_equal_the_shared_spec_table(shared_data: Path) -> None:
         if fp16:
             assert v.fp16_tensor_tflops == pytest.approx(float(fp16)), v.id
         checked += 1
-    assert checked == len(VARIANTS) - 2  # A40 and RTX 6000 are not in the table
+    # Not in the table, each with its own datasheet as the source: A40, RTX 6000 and the types
+    # the Lambda benchmarks measured (workstation and GeForce cards, A2, A30, L40, V100 SXM3).
+    assert len(VARIANTS) - checked == 15
 
 
 def test_every_catalog_row_names_its_source() -> None:

@@ -11,6 +11,8 @@ from berth.core import tables
 from berth.core.profile import ProfileRecord
 from berth.recommender.importers import (
     derive,
+    derive_transfer,
+    import_lambda_tf,
     import_elasticflow,
     import_gavel,
     import_pollux_t4,
@@ -88,6 +90,29 @@ def test_zeus_power_is_the_median_at_the_default_limit(shared_data: Path) -> Non
 
 def test_the_shipped_tables_are_what_the_importers_make(shared_data: Path) -> None:
     assert tables.read() == derive(shared_data)
+    assert tables.read_transfer() == derive_transfer(shared_data)
+
+
+def test_lambda_yields_every_cell_but_laptop_gpus(shared_data: Path) -> None:
+    records, skipped = import_lambda_tf(shared_data / "lambda-tf")
+    # 38 systems x 6 models x 2 precisions; 3 laptop GPUs (36 cells, the 2 zeros among them)
+    assert (len(records), len(skipped)) == (420, 36)
+    assert all(s.endswith(": a laptop GPU") for s in skipped)
+    assert {r.precision for r in records} == {"fp32", "fp16"}
+    assert {r.framework for r in records} == {"tensorflow"}
+    assert {r.accelerator for r in records} == {
+        "rtx3080", "rtx3090", "a100", "a6000", "rtx2080ti", "rtx8000", "v100", "gtx1080ti"
+    }  # fmt: skip
+
+
+def test_lambda_rates_are_summed_images_at_the_bs_tables_global_batch(shared_data: Path) -> None:
+    records, _ = import_lambda_tf(shared_data / "lambda-tf")
+    (cell,) = [r for r in records if r.source.endswith("fp32.csv '2x RTX 3080' resnet50")]
+    # tf-train-throughput-fp32.csv: 2x RTX 3080 resnet50 = 736; tf-train-bs-fp32.csv: 112
+    assert (cell.throughput, cell.batch_size, cell.count) == (736.0, 112, 2)
+    (cloud,) = [r for r in records
+                if r.source.endswith("fp16.csv 'Lambda Cloud — 4x RTX A6000' vgg16")]  # fmt: skip
+    assert (cloud.accelerator, cloud.count) == ("a6000", 4)
 
 
 def test_a_shipped_table_with_a_foreign_header_is_refused(tmp_path: Path) -> None:

@@ -80,6 +80,11 @@ _V100 = "NVIDIA V100 datasheet (HBM2 900 GB/s; FP64 7.8 SXM2, 7 PCIe)"
 _A100 = "NVIDIA A100 datasheet (40GB 1,555 GB/s; 80GB SXM 2,039 / PCIe 1,935 GB/s; FP64 9.7)"
 _H100 = "NVIDIA H100 datasheet (SXM5 3.35 TB/s, FP64 34; PCIe 2 TB/s, FP64 26)"
 _H200 = "NVIDIA H200 datasheet (141 GB HBM3e, 4.8 TB/s; FP64 34 SXM, 30 NVL)"
+# GeForce cards run FP16 tensor maths with FP32 accumulation (mixed-precision training) at half
+# the rate of FP16 accumulation; their figure here is the FP32-accumulate one.
+_TURING = "NVIDIA Turing architecture whitepaper (reference board; FP16 tensor, FP32 accumulate)"
+_GA102 = "NVIDIA GA102 (Ampere) architecture whitepaper (FP16 tensor dense, FP32 accumulate)"
+_QUADRO = "NVIDIA Quadro RTX 8000 datasheet (48 GB GDDR6, 672 GB/s, FP32 16.3, tensor 130.5, 295 W)"
 
 # A table reads better aligned by hand.
 # fmt: off
@@ -99,6 +104,9 @@ TYPES: tuple[AcceleratorType, ...] = (
            _V100, ("V100", "SXM2")),
         _v("v100-sxm2-32gb", "v100", ("Tesla V100-SXM2-32GB",), 32, 900, 300, 125, 15.7, 7.8,
            _V100, ("V100", "SXM2")),
+        _v("v100-sxm3-32gb", "v100", ("Tesla V100-SXM3-32GB",), 32, 900, 350, 125, 15.7, 7.8,
+           "NVIDIA DGX-2 datasheet (16 V100 SXM3 32GB, 2 PFLOPS tensor; 350 W per GPU); FP32 and "
+           "FP64 as SXM2", None),
         _v("v100-pcie-16gb", "v100", ("Tesla V100-PCIE-16GB",), 16, 900, 250, 112, 14, 7,
            _V100, ("V100", "PCIe")),
         _v("v100-pcie-32gb", "v100", ("Tesla V100-PCIE-32GB",), 32, 900, 250, 112, 14, 7,
@@ -116,10 +124,67 @@ TYPES: tuple[AcceleratorType, ...] = (
         _v("a40", "a40", ("NVIDIA A40",), 48, 696, 300, 149.7, 37.4, None,
            "NVIDIA A40 datasheet (48 GB GDDR6, 696 GB/s, 300 W, FP32 37.4, TF16 149.7)", None),
     )),
-    AcceleratorType("rtx6000", ("rtx6000",), (
+    AcceleratorType("rtx6000", ("rtx6000", "Quadro RTX 6000"), (
         _v("rtx6000", "rtx6000", ("Quadro RTX 6000",), 24, 672, 260, 130.5, 16.3, None,
            "NVIDIA Quadro RTX 6000 datasheet (24 GB GDDR6, 672 GB/s, FP32 16.3, tensor 130.5); "
            "260 W is the default power limit, the highest Zeus measured", None),
+    )),
+    AcceleratorType("rtx8000", ("rtx8000", "RTX 8000", "Quadro RTX 8000"), (
+        _v("rtx8000", "rtx8000", ("Quadro RTX 8000",), 48, 672, 295, 130.5, 16.3, None,
+           _QUADRO, None),
+    )),
+    AcceleratorType("titanrtx", ("titanrtx", "Titan RTX"), (
+        _v("titanrtx", "titanrtx", ("TITAN RTX", "NVIDIA TITAN RTX"), 24, 672, 280, 130.5, 16.3,
+           None, "NVIDIA TITAN RTX product page (24 GB GDDR6, 672 GB/s, 280 W); " + _TURING,
+           None),
+    )),
+    AcceleratorType("titanv", ("titanv", "Titan V"), (
+        _v("titanv", "titanv", ("TITAN V", "NVIDIA TITAN V"), 12, 652.8, 250, 110, 14.9, 7.45,
+           "NVIDIA TITAN V product page (12 GB HBM2, 652.8 GB/s, 250 W, 110 tensor TFLOPS)",
+           None),
+    )),
+    AcceleratorType("rtx2080ti", ("rtx2080ti", "RTX 2080 Ti", "RTX 2080Ti", "2080Ti"), (
+        _v("rtx2080ti", "rtx2080ti", ("GeForce RTX 2080 Ti", "NVIDIA GeForce RTX 2080 Ti"),
+           11, 616, 250, 53.8, 13.4, None, _TURING + ": 11 GB GDDR6, 616 GB/s, 250 W", None),
+    )),
+    AcceleratorType("gtx1080ti", ("gtx1080ti", "GTX 1080 Ti", "GTX 1080Ti", "1080Ti"), (
+        _v("gtx1080ti", "gtx1080ti", ("GeForce GTX 1080 Ti", "NVIDIA GeForce GTX 1080 Ti"),
+           11, 484, 250, None, 11.3, None,
+           "NVIDIA GeForce GTX 1080 Ti specifications (11 GB GDDR5X, 484 GB/s, 250 W, FP32 11.3;"
+           " no tensor cores)", None),
+    )),
+    AcceleratorType("rtx3080", ("rtx3080", "RTX 3080"), (
+        _v("rtx3080", "rtx3080", ("GeForce RTX 3080", "NVIDIA GeForce RTX 3080"), 10, 760, 320,
+           59.5, 29.8, None, _GA102 + ": 10 GB GDDR6X, 760 GB/s, 320 W", None),
+    )),
+    AcceleratorType("rtx3090", ("rtx3090", "RTX 3090"), (
+        _v("rtx3090", "rtx3090", ("GeForce RTX 3090", "NVIDIA GeForce RTX 3090"), 24, 936, 350,
+           71, 35.6, None, _GA102 + ": 24 GB GDDR6X, 936 GB/s, 350 W", None),
+    )),
+    AcceleratorType("a5000", ("a5000", "RTX A5000"), (
+        _v("a5000", "a5000", ("NVIDIA RTX A5000",), 24, 768, 230, 111.1, 27.8, None,
+           "NVIDIA RTX A5000 datasheet (24 GB GDDR6, 768 GB/s, 230 W, FP32 27.8, tensor 222.2 "
+           "sparse)", None),
+    )),
+    AcceleratorType("a6000", ("a6000", "RTX A6000"), (
+        _v("a6000", "a6000", ("NVIDIA RTX A6000",), 48, 768, 300, 154.8, 38.7, None,
+           "NVIDIA RTX A6000 datasheet (48 GB GDDR6, 768 GB/s, 300 W, FP32 38.7, tensor 309.7 "
+           "sparse)", None),
+    )),
+    AcceleratorType("a2", ("a2",), (
+        _v("a2", "a2", ("NVIDIA A2",), 16, 200, 60, 18, 4.5, None,
+           "NVIDIA A2 datasheet (16 GB GDDR6, 200 GB/s, 40-60 W, FP32 4.5, FP16 tensor 36 "
+           "sparse)", None),
+    )),
+    AcceleratorType("a30", ("a30",), (
+        _v("a30", "a30", ("NVIDIA A30",), 24, 933, 165, 165, 10.3, 5.2,
+           "NVIDIA A30 datasheet (24 GB HBM2, 933 GB/s, 165 W, FP32 10.3, FP64 5.2, FP16 tensor "
+           "330 sparse)", None),
+    )),
+    AcceleratorType("l40", ("l40",), (
+        _v("l40", "l40", ("NVIDIA L40",), 48, 864, 300, 181.05, 90.5, None,
+           "NVIDIA L40 datasheet (48 GB GDDR6, 864 GB/s, 300 W, FP32 90.5, FP16 tensor 362.1 "
+           "sparse)", None),
     )),
     AcceleratorType("a100", ("a100",), (
         _v("a100-sxm4-40gb", "a100", ("NVIDIA A100-SXM4-40GB",), 40, 1555, 400, 312, 19.5, 9.7,

@@ -25,6 +25,10 @@ _TV = "torchvision model docs (weights IMAGENET1K_V1: params, GFLOPS)"
 # fmt: off
 FAMILIES: dict[str, Family] = {f.id: f for f in (
     Family("resnet50", "vision", 25.6, 4.09, _TV + ", 224x224"),
+    Family("resnet152", "vision", 60.2, 11.51, _TV + ", 224x224"),
+    Family("alexnet", "vision", 61.1, 0.71, _TV + ", 224x224"),
+    Family("inception4", "vision", 42.7, None,
+           "Szegedy et al. 2016, Inception-v4 (42.7M params); GFLOPs not given by a source here"),
     Family("resnet18", "vision", 11.7, None,
            "torchvision docs (params); trained on CIFAR-10 32x32 in Gavel and Pollux, where no "
            "source here gives its GFLOPs"),

@@ -22,6 +22,10 @@ class ProfileRecord:
     watts_per_device: float | None  # average board power, where measured
     source: str  # data set, file and key the figure comes from
     conversion: str  # how the source's unit became samples/s
+    # What else defines the workload: the same family and batch is another job under another
+    # framework or precision. fp16 = mixed precision (FP16 maths, FP32 master weights).
+    precision: str = "fp32"
+    framework: str = "pytorch"
 
     def __post_init__(self) -> None:
         if not (self.throughput > 0 and self.count > 0 and self.batch_size > 0):

@@ -19,16 +19,28 @@ from berth.core.profile import PowerRecord, ProfileRecord
 
 THROUGHPUT_FILE = "measured_throughput.csv"
 POWER_FILE = "measured_power.csv"
+# Other workload definitions of the same families (another framework, precision, input
+# pipeline): training and evaluation rows for the recommender, never the simulator's ground
+# truth, which keeps one workload per family.
+TRANSFER_FILE = "transfer_throughput.csv"
 SHIPPED = Path(str(resources.files("berth"))) / "data"
 R = TypeVar("R", ProfileRecord, PowerRecord)
 
 
-def write(out: Path, records: Sequence[ProfileRecord], power: Sequence[PowerRecord]) -> None:
+def write(
+    out: Path,
+    records: Sequence[ProfileRecord],
+    power: Sequence[PowerRecord],
+    transfer: Sequence[ProfileRecord] | None = None,
+) -> None:
     out.mkdir(parents=True, exist_ok=True)
-    for name, cls, rows in (
+    files: list[tuple[str, type, Sequence[Any]]] = [
         (THROUGHPUT_FILE, ProfileRecord, records),
         (POWER_FILE, PowerRecord, power),
-    ):
+    ]
+    if transfer is not None:
+        files.append((TRANSFER_FILE, ProfileRecord, transfer))
+    for name, cls, rows in files:
         with (out / name).open("w", newline="") as f:
             writer = csv.writer(f, lineterminator="\n")
             writer.writerow(field.name for field in fields(cls))
@@ -76,3 +88,8 @@ def read_records(path: Path) -> list[ProfileRecord]:
 
 def read(folder: Path = SHIPPED) -> tuple[list[ProfileRecord], list[PowerRecord]]:
     return _read(folder / THROUGHPUT_FILE, ProfileRecord), _read(folder / POWER_FILE, PowerRecord)
+
+
+def read_transfer(folder: Path = SHIPPED) -> list[ProfileRecord]:
+    return _read(folder / TRANSFER_FILE, ProfileRecord)
+
