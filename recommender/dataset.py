@@ -86,3 +86,10 @@ def concat(a: Rows, b: Rows) -> Rows:
         a.type + b.type,
         a.key + b.key,
     )
+
+
+def split(n: int, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(rest, held out): a seeded random split of row indices."""
+    order = np.random.default_rng(seed).permutation(n)
+    cut = round(n * fraction)
+    return np.sort(order[cut:]), np.sort(order[:cut])

@@ -240,8 +240,54 @@ def _lambda_table(path: Path) -> dict[tuple[str, int, str], float]:
     return {(r["name_gpu"], int(r["num_gpu"]), m): float(r[m]) for r in rows for m in models}
 
 
+_NEUSIGHT = re.compile(
+    r"^(?P<model>[a-z0-9_]+)-(?P<mode>train|inf)-(?P<seq>\d+)-(?P<batch>\d+)"
+    r"(?P<suffix>-.+)?\.json$"
+)
+
+
+def import_neusight(folder: Path) -> tuple[list[ProfileRecord], list[str]]:
+    """NeuSight's measured end-to-end training latencies (ms per iteration, forward + backward,
+    no optimizer step; Hugging Face models in FP32, synthetic tokens, one GPU):
+    samples/s = batch / latency. The family is NeuSight's model name, whose sequence length is
+    fixed per model. Inference records, Megatron runs on four GPUs (what their batch field
+    counts is not stated) and AMD Instinct GPUs (berth places on nvidia.com/gpu only) are left
+    out; the second list names them."""
+    records, skipped = [], []
+    for path in sorted((folder / "scripts/asplos/label").glob("*/*.json")):
+        gpu, where = path.parent.name, f"neusight label/{path.parent.name}/{path.name}"
+        match = _NEUSIGHT.match(path.name)
+        if match is None:
+            raise ValueError(f"{where}: not a NeuSight label name")
+        if gpu.startswith("AMD_"):
+            skipped.append(f"{where}: AMD Instinct (berth places on nvidia.com/gpu only)")
+            continue
+        if match["mode"] != "train":
+            skipped.append(f"{where}: inference")
+            continue
+        if match["suffix"]:
+            skipped.append(f"{where}: Megatron on 4 GPUs, batch semantics not stated")
+            continue
+        latency_ms = float(json.loads(path.read_text())["e2e_latency"])
+        batch = int(match["batch"])
+        records.append(
+            ProfileRecord(
+                family=match["model"],
+                batch_size=batch,
+                accelerator=_type_id(gpu.replace("_", " ")),
+                count=1,
+                throughput=batch / (latency_ms / 1000),
+                watts_per_device=None,
+                source=where,
+                conversion=f"batch {batch} / e2e_latency {latency_ms:.4g} ms (forward + "
+                f"backward, no optimizer step; sequence {match['seq']})",
+            )
+        )
+    return records, skipped
+
+
 def derive_transfer(shared: Path) -> list[ProfileRecord]:
-    return import_lambda_tf(shared / "lambda-tf")[0]
+    return import_lambda_tf(shared / "lambda-tf")[0] + import_neusight(shared / "neusight")[0]
 
 
 def derive(shared: Path) -> tuple[list[ProfileRecord], list[PowerRecord]]:

@@ -68,6 +68,8 @@ class JobAsk:
     objective: Objective
     total_samples: int | None
     deadline_s: float | None
+    precision: str = "fp32"
+    framework: str = "pytorch"
 
 
 def _object(value: Any, where: str) -> dict[str, Any]:
@@ -139,7 +141,10 @@ def recommend_request(body: Any) -> tuple[JobAsk, list[Candidate], list[Variant]
     deadline = job.get("deadlineSeconds")
     if deadline is not None and _number(deadline, "job.deadlineSeconds") <= 0:
         raise RequestError("job.deadlineSeconds must be > 0")
-    ask = JobAsk(model, batch, _objective(job.get("objective")), samples, deadline)
+    precision, framework = job.get("precision", "fp32"), job.get("framework", "pytorch")
+    ask = JobAsk(
+        model, batch, _objective(job.get("objective")), samples, deadline, precision, framework
+    )
 
     raw = body.get("candidates")
     if not isinstance(raw, list) or not 0 < len(raw) <= MAX_ROWS:

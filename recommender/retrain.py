@@ -47,7 +47,7 @@ class Data:
 
 
 def data(new: Sequence[ProfileRecord], test_fraction: float, seed: int) -> Data:
-    from berth.recommender.train import split
+    split = dataset.split
 
     records, power = tables.read()
     shipped = dataset.build(records, power)

@@ -46,6 +46,11 @@ JOB: Schema = {
         },
         "deadlineSeconds": {"type": "number", "exclusiveMinimum": 0},
         "objective": OBJECTIVE,
+        "precision": {"enum": ["fp32", "tf32", "fp16", "bf16"], "default": "fp32",
+                      "description": "the maths the job trains in; fp16/bf16: mixed precision"},
+        "framework": {"type": "string", "minLength": 1, "maxLength": 50, "default": "pytorch",
+                      "description": "e.g. pytorch, tensorflow: measurements of the same "
+                                     "framework are preferred"},
     },
 }  # fmt: skip
 RECOMMEND: Schema = {

@@ -27,7 +27,7 @@ from torch import nn
 
 from berth import __version__
 from berth.recommender import features
-from berth.recommender.dataset import Rows
+from berth.recommender.dataset import Rows, split
 
 Z90 = 1.6448536269514722  # two-sided 90% normal quantile
 
@@ -44,13 +44,6 @@ class Hyperparameters:
     seed: int = 0
     test_fraction: float = 0.15
     val_fraction: float = 0.1
-
-
-def split(n: int, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """(rest, held out): a seeded random split of row indices."""
-    order = np.random.default_rng(seed).permutation(n)
-    cut = round(n * fraction)
-    return np.sort(order[cut:]), np.sort(order[:cut])
 
 
 class Member(nn.Module):

@@ -12,9 +12,10 @@ from berth.core.profile import ProfileRecord
 from berth.recommender.importers import (
     derive,
     derive_transfer,
-    import_lambda_tf,
     import_elasticflow,
     import_gavel,
+    import_lambda_tf,
+    import_neusight,
     import_pollux_t4,
     import_zeus_power,
 )
@@ -120,3 +121,21 @@ def test_a_shipped_table_with_a_foreign_header_is_refused(tmp_path: Path) -> Non
     (tmp_path / tables.POWER_FILE).write_text("")
     with pytest.raises(ValueError, match="is not ProfileRecord's"):
         tables.read(tmp_path)
+
+
+def test_neusight_yields_single_gpu_training_on_nvidia_only(shared_data: Path) -> None:
+    records, skipped = import_neusight(shared_data / "neusight")
+    # 149 end-to-end records: 41 single-GPU training, 15 of them on AMD; 11 four-GPU; 97 inference
+    assert (len(records), len(skipped)) == (26, 123)
+    why = [s.split(": ", 1)[1] for s in skipped]
+    assert (why.count("inference"), why.count("Megatron on 4 GPUs, batch semantics not stated"),
+            len([w for w in why if w.startswith("AMD Instinct")])) == (69, 11, 43)  # fmt: skip
+    assert {r.accelerator for r in records} == {"v100", "a100", "h100", "l4"}
+
+
+def test_neusight_latency_becomes_samples_through_the_batch(shared_data: Path) -> None:
+    records, _ = import_neusight(shared_data / "neusight")
+    (cell,) = [
+        r for r in records if r.source.endswith("A100_80GB_PCIe/bert_large-train-512-8.json")
+    ]
+    assert cell.throughput == pytest.approx(8 / 0.7162193969726562)  # e2e_latency 716.22 ms

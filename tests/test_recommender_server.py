@@ -85,7 +85,7 @@ def test_recommend_ranks_the_candidates_with_predictions(server: Any) -> None:
     assert first["reason"] is None and second["reason"].endswith(
         f"vs {first['joules_per_sample']:.4g}"
     )
-    assert first["source"].startswith("predicted (berth-recommender")
+    assert first["source"].startswith("predicted (transfer ")  # resnet50 is in the tables
     assert first["runtime_s"] == pytest.approx(256_000 / first["throughput"])
 
 
@@ -209,3 +209,26 @@ def test_the_client_passes_on_the_reason_of_a_refusal(server: Any) -> None:
     assert client.recommend(JOB, CANDIDATES)["ranked"]
     with pytest.raises(RecommenderRefused, match="unknown accelerator"):
         client.recommend(JOB, [{"accelerator": "b300", "count": 1}])
+
+
+def test_a_measured_family_is_moved_from_its_most_alike_measurement(server: Any) -> None:
+    job = JOB | {"precision": "fp16", "framework": "tensorflow"}
+    candidates = [{"accelerator": "RTX 3090", "count": 1}]
+    status, body = call(server, "POST", "/v1/recommend", {"job": job, "candidates": candidates})
+    assert status == 200
+    (only,) = body["ranked"]
+    assert only["source"].startswith("predicted (transfer same-type from rtx3090 x1")
+    assert only["throughput_uncertainty"] > 0
+
+
+def test_a_family_the_tables_do_not_hold_is_the_mlps_to_answer(server: Any) -> None:
+    job = JOB | {"model": "never-measured"}
+    status, body = call(server, "POST", "/v1/recommend", {"job": job, "candidates": CANDIDATES})
+    assert status == 200
+    assert all(r["source"].startswith("predicted (berth-recommender ") for r in body["ranked"])
+
+
+def test_an_unknown_precision_is_a_400_naming_the_field(server: Any) -> None:
+    job = JOB | {"precision": "int4"}
+    status, body = call(server, "POST", "/v1/recommend", {"job": job, "candidates": CANDIDATES})
+    assert status == 400 and body["error"].startswith("job.precision")

@@ -92,4 +92,3 @@ def read(folder: Path = SHIPPED) -> tuple[list[ProfileRecord], list[PowerRecord]
 
 def read_transfer(folder: Path = SHIPPED) -> list[ProfileRecord]:
     return _read(folder / TRANSFER_FILE, ProfileRecord)
-

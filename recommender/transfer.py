@@ -1,0 +1,259 @@
+"""Throughput by transfer: a measured rate of the same workload moved to the asked (type, count)
+by datasheet ratios, then corrected by a ridge fit of how wrong such moves were. Pure numpy.
+
+    prior     = log rate(ref) + log(peak_T / peak_ref) + log(count / count_ref)
+    log rate  = prior + w . z(query, ref)
+
+The reference is the measured row of the same family that is most alike: same precision, then
+same framework, then same type, then the type nearest by its datasheet, then the nearest count
+and batch (log scales).
+peak is the type's FP32 peak, or its FP16 tensor peak for fp16/bf16 work. z holds the log
+ratios of the two types' FP32 peaks, FP16 peaks and memory bandwidths, of the counts and the
+batches, and marks a reference of another precision, framework or type. The correction is
+fitted on pairs made from the training rows themselves: each row predicted from the others
+(another type, and separately the same type at another count or batch), so it learns how
+transfers go wrong, never a row's own value.
+
+A family with no measured row gets a roofline calibrated on the data, where its FLOPs per
+sample are known: count x peak x efficiency / (3 x forward FLOPs), the efficiency being the
+median the training rows achieve; else None (the caller's MLP answers).
+
+The 90% interval is conformal: the 90% quantile of |error| of each kind of prediction
+(same type, another type, roofline) when each data set was predicted by a fit without it, so
+it is as wide as moving between workload definitions was wrong.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from berth.core.catalog import DEFAULT_VARIANT, Variant
+from berth.core.families import FAMILIES
+from berth.core.profile import ProfileRecord
+
+Z90 = 1.6448536269514722
+CACHE = 65536  # answers kept before the memo starts again
+QUANTILE = 0.9  # of held-out |errors|: the half-width of the 90% interval (split conformal)
+RIDGE = 1.0  # the correction's L2 penalty: it nudges the prior, it does not replace it
+TENSOR = ("fp16", "bf16")
+KINDS = ("same-type", "other-type", "roofline")
+Z_NAMES = ("bias", "log_fp32_ratio", "log_fp16_ratio", "log_bandwidth_ratio", "log_count_ratio",
+           "log_batch_ratio", "other_precision", "other_framework", "other_type")  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Row:
+    """A measured rate, or a query (rate None)."""
+
+    family: str
+    batch: int
+    type: str
+    count: int
+    precision: str = "fp32"
+    framework: str = "pytorch"
+    rate: float | None = None
+    source: str = ""
+
+    @classmethod
+    def of(cls, r: ProfileRecord) -> Row:
+        source = r.source.split()[0]
+        return cls(r.family, r.batch_size, r.accelerator, r.count, r.precision, r.framework,
+                   r.throughput, source)  # fmt: skip
+
+
+def peak(variant: Variant, precision: str) -> float:
+    if precision in TENSOR and variant.fp16_tensor_tflops:
+        return variant.fp16_tensor_tflops
+    return variant.fp32_tflops
+
+
+def z(q: Row, ref: Row, variant: Variant | None = None) -> list[float]:
+    t, r = variant or DEFAULT_VARIANT[q.type], DEFAULT_VARIANT[ref.type]
+    return [
+        1.0,
+        math.log(t.fp32_tflops / r.fp32_tflops),
+        math.log(peak(t, "fp16") / peak(r, "fp16")),
+        math.log(t.memory_bandwidth_gbs / r.memory_bandwidth_gbs),
+        math.log(q.count / ref.count),
+        math.log(q.batch / ref.batch),
+        float(ref.precision != q.precision),
+        float(ref.framework != q.framework),
+        float(ref.type != q.type),
+    ]
+
+
+def prior(q: Row, ref: Row, variant: Variant | None = None) -> float:
+    t, r = variant or DEFAULT_VARIANT[q.type], DEFAULT_VARIANT[ref.type]
+    assert ref.rate is not None
+    return (
+        math.log(ref.rate)
+        + math.log(peak(t, q.precision) / peak(r, ref.precision))
+        + math.log(q.count / ref.count)
+    )
+
+
+def roofline(q: Row, variant: Variant | None = None) -> float | None:
+    """log(count x peak / (3 x forward FLOPs)), before the efficiency; None without FLOPs."""
+    family = FAMILIES.get(q.family)
+    if family is None or family.gflops_per_sample is None:
+        return None
+    t = variant or DEFAULT_VARIANT[q.type]
+    return math.log(q.count * peak(t, q.precision) * 1e12 / (3 * family.gflops_per_sample * 1e9))
+
+
+@dataclass(frozen=True)
+class Answer:
+    log_rate: float
+    sd: float  # of log rate; the 90% interval is +- Z90 x sd
+    kind: str  # one of KINDS
+    reference: Row | None
+
+
+def _spec(v: Variant) -> np.ndarray:
+    return np.log([v.fp32_tflops, peak(v, "fp16"), v.memory_bandwidth_gbs])
+
+
+class _Family:
+    """One family's rows as arrays, so the most alike is found by one lexsort."""
+
+    def __init__(self, rows: list[Row]) -> None:
+        self.rows = rows
+        self.precision = np.array([r.precision for r in rows])
+        self.framework = np.array([r.framework for r in rows])
+        self.type = np.array([r.type for r in rows])
+        self.log2_count = np.log2([r.count for r in rows])
+        self.log_batch = np.log([r.batch for r in rows])
+        self.spec = np.array([_spec(DEFAULT_VARIANT[r.type]) for r in rows])
+        self.tiebreak = np.lexsort((self.log_batch, self.log2_count, self.type))
+
+    def most_alike(
+        self, q: Row, keep: np.ndarray | None, variant: Variant | None = None
+    ) -> Row | None:
+        """Same precision, then framework, then type, then the type nearest by datasheet
+        (log FP32 and FP16 peaks and bandwidth), then the nearest count and batch (log
+        scales), then type, count and batch by name and size; among `keep` where given."""
+        spec = np.abs(self.spec - _spec(variant or DEFAULT_VARIANT[q.type])).sum(axis=1)
+        keys = (  # np.lexsort: the last key sorts first
+            np.argsort(self.tiebreak),  # rank in (type, count, batch) order
+            np.abs(self.log_batch - math.log(q.batch)),
+            np.abs(self.log2_count - math.log2(q.count)),
+            np.round(spec, 6),  # the nearest type by its datasheet
+            self.type != q.type,
+            self.framework != q.framework,
+            self.precision != q.precision,
+        )
+        order = np.lexsort(keys)
+        if keep is not None:
+            order = order[keep[order]]
+        return self.rows[int(order[0])] if order.size else None
+
+
+class Transfer:
+    """The pool of measured rows, the fitted correction, the efficiency and the intervals."""
+
+    def __init__(
+        self,
+        rows: Sequence[Row],
+        weights: np.ndarray,
+        log_efficiency: float,
+        q90: dict[str, float],
+    ) -> None:
+        self.rows = list(rows)
+        self.weights = weights
+        self.log_efficiency = log_efficiency
+        self.q90 = q90
+        by_family: dict[str, list[Row]] = {}
+        for r in self.rows:
+            by_family.setdefault(r.family, []).append(r)
+        self._families = {f: _Family(rows) for f, rows in by_family.items()}
+        self._answers: dict[tuple[Row, str | None], Answer | None] = {}
+
+    def reference(
+        self, q: Row, keep: Callable[[Row], bool] | None = None, variant: Variant | None = None
+    ) -> Row | None:
+        family = self._families.get(q.family)
+        if family is None:
+            return None
+        mask = None if keep is None else np.array([keep(r) for r in family.rows], dtype=bool)
+        return family.most_alike(q, mask, variant)
+
+    def predict(self, q: Row, variant: Variant | None = None) -> Answer | None:
+        """Memoised: the operator asks the same few questions again and again."""
+        key = (q, None if variant is None else variant.id)
+        if key not in self._answers:
+            if len(self._answers) >= CACHE:
+                self._answers.clear()
+            self._answers[key] = self._predict(q, variant)
+        return self._answers[key]
+
+    def _predict(self, q: Row, variant: Variant | None) -> Answer | None:
+        ref = self.reference(q, variant=variant)
+        if ref is not None:
+            kind = "same-type" if ref.type == q.type else "other-type"
+            log_rate = prior(q, ref, variant) + float(np.dot(self.weights, z(q, ref, variant)))
+            return Answer(log_rate, self.q90[kind] / Z90, kind, ref)
+        top = roofline(q, variant)
+        if top is None:
+            return None
+        return Answer(top + self.log_efficiency, self.q90["roofline"] / Z90, "roofline", None)
+
+
+def pairs(rows: Sequence[Row]) -> tuple[np.ndarray, np.ndarray]:
+    """(z, error of the uncorrected prior) for each row moved from its nearest reference of
+    another type and, separately, from its nearest of the same type (another count or batch)."""
+    base = Transfer(rows, np.zeros(len(Z_NAMES)), 0.0, dict.fromkeys(KINDS, 1.0))
+    zs, errors = [], []
+    for family in base._families.values():
+        for j, r in enumerate(family.rows):
+            assert r.rate is not None
+            same = family.type == r.type
+            for keep in (~same, same):
+                keep = keep.copy()
+                keep[j] = False
+                ref = family.most_alike(r, keep)
+                if ref is not None:
+                    zs.append(z(r, ref))
+                    errors.append(math.log(r.rate) - prior(r, ref))
+    return np.array(zs).reshape(-1, len(Z_NAMES)), np.array(errors)
+
+
+def fit(rows: Sequence[Row], calibrated: bool = True) -> Transfer:
+    """The correction from the rows' pairs; the intervals conformal on grouped folds: each
+    data set predicted by a fit without it (a user's job is never one of our data sets)."""
+    zs, errors = pairs(rows)
+    penalty = RIDGE * np.eye(len(Z_NAMES))
+    penalty[0, 0] = 0.0  # the bias is free
+    weights = np.zeros(len(Z_NAMES))
+    if len(errors):
+        weights = np.linalg.solve(zs.T @ zs + penalty, zs.T @ errors)
+    achieved = [
+        math.log(r.rate) - top
+        for r in rows
+        if r.rate is not None and (top := roofline(r)) is not None
+    ]
+    log_efficiency = float(np.median(achieved)) if achieved else math.log(0.3)
+    model = Transfer(rows, weights, log_efficiency, dict.fromkeys(KINDS, 1.0))
+    if not calibrated:
+        return model
+    held: dict[str, list[float]] = {}
+    for source in sorted({r.source for r in rows}):
+        inner = fit([r for r in rows if r.source != source], calibrated=False)
+        for r in rows:
+            if r.source == source and (answer := inner.predict(r)) is not None:
+                assert r.rate is not None
+                held.setdefault(answer.kind, []).append(answer.log_rate - math.log(r.rate))
+    return Transfer(rows, weights, log_efficiency, calibrate(held))
+
+
+def calibrate(errors: Mapping[str, Iterable[float]]) -> dict[str, float]:
+    """The 90% quantile of |error| per kind (grouped-fold errors); 1.0 (a factor of e) where a
+    kind was never seen."""
+    out = {}
+    for kind in KINDS:
+        values = np.abs(np.array(list(errors.get(kind, ())), dtype=float))
+        out[kind] = float(np.quantile(values, QUANTILE)) if values.size >= 10 else 1.0
+    return out

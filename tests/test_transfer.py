@@ -1,0 +1,90 @@
+"""The transfer predictor (recommender/transfer.py): a measured rate moved by datasheet ratios
+to the asked (type, count), corrected by what such moves got wrong, with intervals from moves
+between data sets."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from berth.core.catalog import DEFAULT_VARIANT
+from berth.recommender import transfer
+from berth.recommender.transfer import Row, fit, prior
+
+
+def row(type_: str = "t4", count: int = 1, rate: float | None = 100.0, **kw: object) -> Row:
+    fields: dict[str, object] = {"family": "resnet50", "batch": 64, "source": "a"} | kw
+    return Row(type=type_, count=count, rate=rate, **fields)  # type: ignore[arg-type]
+
+
+def test_the_prior_moves_a_rate_by_the_fp32_peaks_and_the_counts() -> None:
+    got = prior(row("a100", count=2, rate=None), row("t4", count=1, rate=100.0))
+    assert math.exp(got) == pytest.approx(100.0 * 19.5 / 8.1 * 2)
+
+
+def test_mixed_precision_moves_by_the_tensor_peaks() -> None:
+    got = prior(row("a100", rate=None, precision="fp16"), row("t4", precision="fp16"))
+    assert math.exp(got) == pytest.approx(100.0 * 312 / 65)
+
+
+@pytest.mark.parametrize(
+    ("query", "pool"),
+    [
+        (row("t4", rate=None), [row("v100", precision="fp16"), row("v100", count=8)]),
+        (row("t4", rate=None), [row("v100", framework="tensorflow"), row("p100")]),
+        (row("t4", count=2, rate=None), [row("a100"), row("t4", count=4)]),
+        (row("a40", rate=None), [row("k80"), row("a6000")]),
+        (row("a40", count=2, rate=None), [row("a6000", count=8), row("a6000", count=2)]),
+        (row("a40", rate=None), [row("a6000", batch=1024), row("a6000", batch=128)]),
+    ],
+    ids=["precision-first", "then-framework", "then-its-own-type", "then-the-nearest-datasheet",
+         "then-the-nearest-count", "then-the-nearest-batch"],
+)  # fmt: skip
+def test_the_reference_is_the_most_alike_measurement(query: Row, pool: list[Row]) -> None:
+    model = transfer.Transfer(pool, np.zeros(len(transfer.Z_NAMES)), 0.0, {})
+    assert model.reference(query) is pool[1]
+
+
+def test_a_family_with_no_measurement_and_no_flops_gets_no_answer() -> None:
+    model = fit([row("t4"), row("a100", rate=250.0)])
+    assert model.predict(row("t4", rate=None, family="ncf")) is None
+
+
+def test_a_family_with_flops_and_no_measurement_gets_the_calibrated_roofline() -> None:
+    model = fit([row("t4"), row("a100", rate=250.0)])
+    answer = model.predict(row("a100", rate=None, family="vgg16"))
+    assert answer is not None and answer.kind == "roofline" and answer.reference is None
+    expected = transfer.roofline(row("a100", rate=None, family="vgg16"))
+    assert expected is not None
+    assert answer.log_rate == pytest.approx(expected + model.log_efficiency)
+
+
+def test_the_correction_learns_what_the_datasheet_ratio_gets_wrong() -> None:
+    """Rates that follow memory bandwidth, not FP32 peak: the corrected move is closer."""
+    types = ["t4", "v100", "a100", "p100", "k80", "a6000", "rtx8000", "rtx2080ti"]
+    rows = [
+        row(t, rate=DEFAULT_VARIANT[t].memory_bandwidth_gbs, family=f, source=s)
+        for t in types
+        for f, s in (("resnet50", "a"), ("vgg16", "b"), ("bert", "c"))
+    ]
+    model = fit(rows)
+    query = row("rtx3090", rate=None)
+    truth = math.log(DEFAULT_VARIANT["rtx3090"].memory_bandwidth_gbs)
+    answer = model.predict(query)
+    assert answer is not None and answer.reference is not None
+    assert abs(answer.log_rate - truth) < abs(prior(query, answer.reference) - truth)
+
+
+def test_intervals_are_the_held_out_error_quantile_per_kind() -> None:
+    errors = {"other-type": -np.linspace(0.0, 1.0, 101)}  # under-predictions count alike
+    q = transfer.calibrate(errors)
+    assert q["other-type"] == pytest.approx(transfer.QUANTILE)
+    assert q["same-type"] == 1.0  # never seen: a factor of e either way
+
+
+def test_an_answer_is_remembered() -> None:
+    model = fit([row("t4"), row("a100", rate=250.0)])
+    first = model.predict(row("v100", rate=None))
+    assert model.predict(row("v100", rate=None)) is first
