@@ -22,14 +22,11 @@ import yaml
 from berth.core import tables
 from berth.core.cluster import node_objects, parse_cluster
 from berth.core.snapshot import build_snapshot
-from berth.recommender.model import load as load_model
-from berth.simulate import CLUSTERS
+from berth.simulate import CLUSTERS, predictions
 from berth.simulator.run import (
     BASELINE,
     POLICIES,
     cluster_variants,
-    model_predictions,
-    oracle_predictions,
     prepare,
     run_policy,
 )
@@ -76,10 +73,7 @@ def main() -> int:
     work = prepare(trace, nodes, truth)
     prepare_s = time.perf_counter() - began
     variants = cluster_variants(nodes)
-    told = {
-        True: oracle_predictions(work, truth, variants),
-        False: model_predictions(work, load_model(), variants),
-    }
+    told, _ = predictions(work, truth, variants, args.policies.split(","))
     print(
         f"{len(work.jobs)} jobs ({len(trace) - len(work.jobs)} left out) on {len(nodes)} nodes; "
         f"trace -> validated AcceleratorJobs: {prepare_s:.1f} s "

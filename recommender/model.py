@@ -23,6 +23,8 @@ from berth.core.provenance import predicted
 from berth.recommender.features import check_names, features
 
 SHIPPED = tables.SHIPPED / "recommender.onnx"
+# berth-cold's model (`berth simulate`): trained without the families of the bundled ITP trace.
+COLD = SHIPPED.parent / "recommender-cold.onnx"
 
 
 class ModelError(Exception):

@@ -52,7 +52,7 @@ def conform(schema: schemas.Schema, body: Any) -> None:
 
 
 _validators = {
-    id(s): (fastjsonschema.compile(s), Draft202012Validator(s))
+    id(s): (fastjsonschema.compile(s, use_default=False), Draft202012Validator(s))
     for s in (schemas.RECOMMEND, schemas.PREDICT, schemas.INFER)
 }
 

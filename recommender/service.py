@@ -6,21 +6,16 @@ model it started with."""
 from __future__ import annotations
 
 import logging
-import math
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-from berth.core import tables
-from berth.core.catalog import Variant
-from berth.core.prediction import Prediction
-from berth.core.provenance import predicted
-from berth.recommender import requests, transfer
+from berth.recommender import requests
 from berth.recommender.model import Model, ModelError, load
-from berth.recommender.recommend import Candidate, rank
-from berth.recommender.transfer import Row
+from berth.recommender.recommend import rank
+from berth.recommender.served import Served, served
 
 MODEL_NAME = "berth-recommender"
 log = logging.getLogger("berth.recommender")
@@ -32,7 +27,7 @@ class Service:
     def __init__(self, path: Path) -> None:
         self.path = path
         self.model: Model = load(path)  # refuses a file whose sha256 does not match
-        self.transfer = transfer.fit([Row.of(r) for r in tables.read()[0] + tables.read_transfer()])
+        self.predictor = served(self.model)
         self._stamp = self._file_stamp()
         self.registry = CollectorRegistry()
         self.requests = Counter(
@@ -64,6 +59,7 @@ class Service:
             if stamp == self._stamp:
                 return
             self.model = load(self.path)
+            self.predictor = Served(self.model, self.predictor.transfer)
             self._stamp = stamp
             log.info("serving %s", self.model.version)
         except (OSError, ModelError) as exc:
@@ -80,41 +76,21 @@ class Service:
     # --- routes --------------------------------------------------------------------------
 
     def recommend(self, body: Any) -> dict[str, Any]:
-        model = self.model
+        predictor = self.predictor
         job, candidates, variants = requests.recommend_request(body)
-        predictions = model.predict_many(
+        predictions = predictor.predict_many(
             [
                 (job.model, job.batch_size, v, c.count)
                 for c, v in zip(candidates, variants, strict=True)
-            ]
+            ],
+            job.precision,
+            job.framework,
         )
-        predictions = [
-            self._transferred(job, c, v, p)
-            for c, v, p in zip(candidates, variants, predictions, strict=True)
-        ]
         ranked = rank(candidates, predictions, job.objective, job.total_samples, job.deadline_s)
-        return {"model": model.version, "ranked": [requests.ranked_json(r) for r in ranked]}
-
-    def _transferred(
-        self, job: requests.JobAsk, candidate: Candidate, variant: Variant, mlp: Prediction
-    ) -> Prediction:
-        """Throughput moved from the most alike measurement (transfer.py) where the tables
-        hold the family; the MLP's where they do not. Power is the MLP's either way."""
-        precision = "fp16" if job.precision in ("fp16", "bf16") else "fp32"
-        query = Row(
-            job.model, job.batch_size, candidate.type, candidate.count, precision, job.framework
-        )
-        answer = self.transfer.predict(query, variant)
-        if answer is None:
-            return mlp
-        detail = f"transfer {answer.kind}" + (
-            f" from {answer.reference.type} x{answer.reference.count} batch "
-            f"{answer.reference.batch} ({answer.reference.source})"
-            if answer.reference
-            else " (roofline, efficiency from the tables)"
-        )
-        throughput = predicted(math.exp(answer.log_rate), "samples/s", detail, answer.sd)
-        return Prediction(throughput, mlp.device_watts)
+        return {
+            "model": predictor.model.version,
+            "ranked": [requests.ranked_json(r) for r in ranked],
+        }
 
     def predict(self, body: Any) -> dict[str, Any]:
         model = self.model

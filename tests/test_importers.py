@@ -139,3 +139,13 @@ def test_neusight_latency_becomes_samples_through_the_batch(shared_data: Path) -
         r for r in records if r.source.endswith("A100_80GB_PCIe/bert_large-train-512-8.json")
     ]
     assert cell.throughput == pytest.approx(8 / 0.7162193969726562)  # e2e_latency 716.22 ms
+
+
+def test_a_records_file_written_before_precision_and_framework_still_reads(tmp_path: Path) -> None:
+    path = tmp_path / "old.csv"
+    path.write_text(
+        "family,batch_size,accelerator,count,throughput,watts_per_device,source,conversion\n"
+        "resnet50,64,t4,1,100.0,,berth profile,samples/s\n"
+    )
+    (r,) = tables.read_records(path)
+    assert (r.throughput, r.precision, r.framework) == (100.0, "fp32", "pytorch")

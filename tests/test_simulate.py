@@ -46,7 +46,7 @@ def test_only_the_elastic_policies_resize_and_each_resize_pays_the_restart_given
 
 
 @pytest.mark.slow
-def test_on_the_itp_sample_elastic_berth_meets_1_5x_the_deadlines_of_rigid_and_kube_default(
+def test_on_the_itp_sample_elastic_berth_meets_more_deadlines_than_rigid_and_twice_kube_default(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     assert simulate(tmp_path, "--policies", "berth,berth-rigid,kube-default") == 0
@@ -54,8 +54,16 @@ def test_on_the_itp_sample_elastic_berth_meets_1_5x_the_deadlines_of_rigid_and_k
         name: m["deadlines_met"]
         for name, m in json.loads((tmp_path / "r.json").read_text())["policies"].items()
     }
-    assert met["berth"] >= 1.5 * max(met["berth-rigid"], met["kube-default"])
+    assert met["berth"] > met["berth-rigid"] and met["berth"] >= 2 * met["kube-default"]
     assert "onto another type" in capsys.readouterr().out
+
+
+def test_berth_cold_is_told_by_a_predictor_that_saw_none_of_the_traces_families(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert simulate(tmp_path, "--policies", "berth-cold,kube-default", "--window", "0:12") == 0
+    assert "berth-cold's model saw" not in capsys.readouterr().err
+    assert json.loads((tmp_path / "r.json").read_text())["policies"]["berth-cold"]["jobs"] > 0
 
 
 def test_simulate_runs_the_chosen_policies_on_a_window_of_the_trace(tmp_path: Path) -> None:

@@ -6,6 +6,7 @@ import argparse
 import json
 import sys
 import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from importlib import resources
 from pathlib import Path
@@ -14,21 +15,30 @@ from typing import Any
 import yaml
 
 from berth.core import tables
+from berth.core.catalog import Variant
 from berth.core.cluster import node_objects, parse_cluster
 from berth.core.manifest import read_one
+from berth.core.prediction import Prediction
 from berth.core.snapshot import build_snapshot
 from berth.core.validation import InvalidObject
 from berth.placement.elastic import Settings
 from berth.placement.fallback import SpecTransfer
 from berth.progress_bar import bar
+from berth.recommender import served
+from berth.recommender.model import COLD as COLD_MODEL
 from berth.recommender.model import ModelError
 from berth.recommender.model import load as load_model
+from berth.simulator.engine import SimJob
 from berth.simulator.report import metrics, plot, table
 from berth.simulator.run import (
     BASELINE,
+    BERTH,
+    COLD,
+    ORACLE,
     POLICIES,
     RESTART_S,
     Predictor,
+    Workload,
     assign_workloads,
     cluster_variants,
     model_predictions,
@@ -72,6 +82,37 @@ def add_parser(commands: Any) -> None:
                    help="plot path (default: berth-simulation.png); needs berth[plot]")  # fmt: skip
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_simulate)
+
+
+Told = dict[str, Callable[[SimJob], Mapping[tuple[str, int], Prediction]]]
+
+
+def predictions(
+    work: Workload, truth: GroundTruth, variants: dict[str, Variant], names: Sequence[str]
+) -> tuple[Told, str]:
+    """What each kind of policy is told. berth: the recommender's served predictor (transfer
+    from the measured tables, else the MLP; the spec-ratio fallback without a model file).
+    berth-cold: the same, with the transfer fitted without the trace's families and the MLP
+    trained without them (recommender-cold.onnx), so no job's family was seen."""
+    records = served.shipped_records()
+    try:
+        berth: Predictor = served.served(load_model(), records)
+    except ModelError as exc:
+        print(f"warning: {exc}; berth uses the fallback predictor", file=sys.stderr)
+        berth = SpecTransfer(tables.read()[0])
+    told: Told = {
+        ORACLE: oracle_predictions(work, truth, variants),
+        BERTH: model_predictions(work, berth, variants),
+    }
+    if "berth-cold" in names:
+        families = {family for family, _ in work.family.values()}
+        cold = load_model(COLD_MODEL)
+        seen = families - set(cold.metadata.get("left_out", []))
+        if seen:
+            print(f"warning: berth-cold's model saw {sorted(seen)}", file=sys.stderr)
+        unseen = [r for r in records if r.family not in families]
+        told[COLD] = model_predictions(work, served.served(cold, unseen), variants)
+    return told, berth.name
 
 
 def _window(jobs: list[TraceJob], spec: str) -> list[TraceJob]:
@@ -135,19 +176,10 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     if not work.jobs:
         print(f"error: no job of {args.trace} can run on {cluster.name}", file=sys.stderr)
         return 1
-    predictor: Predictor
-    try:
-        predictor = load_model()
-    except ModelError as exc:
-        print(f"warning: {exc}; berth uses the fallback predictor", file=sys.stderr)
-        predictor = SpecTransfer(records)
-    told = {
-        True: oracle_predictions(work, truth, variants),
-        False: model_predictions(work, predictor, variants),
-    }
+    told, predictor = predictions(work, truth, variants, names)
     print(
         f"berth simulate: {len(work.jobs)} jobs from {args.trace.name} on {cluster.name} "
-        f"({len(nodes)} nodes, {gpus} GPUs); berth's predictor: {predictor.name}",
+        f"({len(nodes)} nodes, {gpus} GPUs); berth's predictor: {predictor}",
         file=sys.stderr,
     )
     results: dict[str, dict[str, Any]] = {}
@@ -165,7 +197,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         "nodes": len(nodes),
         "gpus": gpus,
         "baseline": BASELINE,
-        "berth_predictor": predictor.name,
+        "berth_predictor": predictor,
         "policies": results,
         "excluded_jobs": dict(work.excluded),
         "types_not_offered": dict(sorted(work.types_not_offered.items())),

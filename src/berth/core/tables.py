@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import csv
 from collections.abc import Sequence
-from dataclasses import astuple, fields
+from dataclasses import MISSING, astuple, fields
 from importlib import resources
 from pathlib import Path
 from typing import Any, TypeVar
@@ -58,13 +58,16 @@ def _cell(value: str, kind: str) -> Any:
 
 
 def _read(path: Path, cls: type[R]) -> list[R]:
-    kinds = [str(field.type) for field in fields(cls)]
+    names = [field.name for field in fields(cls)]
+    # Columns added later have defaults: a file written before them still reads.
+    optional = sum(1 for field in fields(cls) if field.default is not MISSING)
     with path.open(newline="", encoding="utf-8") as f:
         reader = csv.reader(f)
         try:
             header = next(reader, [])
-            if header != [field.name for field in fields(cls)]:
+            if not (len(names) - optional <= len(header) and header == names[: len(header)]):
                 raise ValueError(f"{path}: header {header} is not {cls.__name__}'s")
+            kinds = [str(field.type) for field in fields(cls)][: len(header)]
             out = []
             for row in reader:
                 if len(row) != len(kinds):

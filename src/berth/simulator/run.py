@@ -40,18 +40,20 @@ RESTART_S = 60.0
 @dataclass(frozen=True)
 class PolicySpec:
     place: Policy
-    oracle: bool  # told the measured tables instead of berth's predictor
+    told: str  # whose figures it is told: ORACLE (the measured tables), BERTH or COLD
     berth: bool  # gets berth's view of the jobs (count left to it, elastic)
     elastic: bool  # resizes running jobs every period
 
 
+ORACLE, BERTH, COLD = "oracle", "berth", "cold"  # cold: a predictor that saw no job's family
 POLICIES: dict[str, PolicySpec] = {
-    "berth": PolicySpec(decide, oracle=False, berth=True, elastic=True),
-    "berth-rigid": PolicySpec(decide, oracle=False, berth=True, elastic=False),
-    "berth-oracle": PolicySpec(decide, oracle=True, berth=True, elastic=True),
-    "kube-default": PolicySpec(kube_default, oracle=True, berth=False, elastic=False),
-    "gavel-like": PolicySpec(gavel_like, oracle=True, berth=False, elastic=False),
-    "eelas-like": PolicySpec(eelas_like, oracle=True, berth=False, elastic=False),
+    "berth": PolicySpec(decide, told=BERTH, berth=True, elastic=True),
+    "berth-cold": PolicySpec(decide, told=COLD, berth=True, elastic=True),
+    "berth-rigid": PolicySpec(decide, told=BERTH, berth=True, elastic=False),
+    "berth-oracle": PolicySpec(decide, told=ORACLE, berth=True, elastic=True),
+    "kube-default": PolicySpec(kube_default, told=ORACLE, berth=False, elastic=False),
+    "gavel-like": PolicySpec(gavel_like, told=ORACLE, berth=False, elastic=False),
+    "eelas-like": PolicySpec(eelas_like, told=ORACLE, berth=False, elastic=False),
 }
 BASELINE = "kube-default"
 
@@ -205,7 +207,7 @@ def run_policy(
     name: str,
     work: Workload,
     nodes: Sequence[NodeState],
-    told: Mapping[bool, Callable[[SimJob], Mapping[tuple[str, int], Prediction]]],
+    told: Mapping[str, Callable[[SimJob], Mapping[tuple[str, int], Prediction]]],
     restart: tuple[float, Mapping[str, float]] = (RESTART_S, {}),
     progress: Callable[[int], None] | None = None,
 ) -> Run:
@@ -216,4 +218,4 @@ def run_policy(
         seconds = {j.id: families.get(work.family[j.id][0], default) for j in work.jobs}
         elasticity = Elasticity(Settings(restart_s=default), lambda j: seconds[j.id])
     jobs = work.berth_jobs if spec.berth else work.jobs
-    return simulate(jobs, nodes, spec.place, work.offers, told[spec.oracle], progress, elasticity)
+    return simulate(jobs, nodes, spec.place, work.offers, told[spec.told], progress, elasticity)

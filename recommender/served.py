@@ -1,0 +1,61 @@
+"""What the recommender answers for a job on (type, count): throughput moved from the most alike
+measurement (transfer.py) where the measured tables hold the family, the MLP's (model.py)
+where they do not; power per device is the MLP's either way. The HTTP API and `berth simulate`
+ask this one predictor."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+from berth.core import tables
+from berth.core.catalog import Variant
+from berth.core.prediction import Prediction
+from berth.core.profile import ProfileRecord
+from berth.core.provenance import predicted
+from berth.recommender import transfer
+from berth.recommender.model import Model
+from berth.recommender.transfer import Row
+
+
+def shipped_records() -> list[ProfileRecord]:
+    return tables.read()[0] + tables.read_transfer()
+
+
+class Served:
+    def __init__(self, model: Model, moved: transfer.Transfer, label: str = "") -> None:
+        self.model = model
+        self.transfer = moved
+        self.name = f"transfer from the measured tables, else {model.version}{label}"
+
+    def predict_many(
+        self,
+        rows: Sequence[tuple[str, int, Variant, int]],
+        precision: str = "fp32",
+        framework: str = "pytorch",
+    ) -> list[Prediction]:
+        """(family, global batch, variant, count) per candidate; the MLP in one call."""
+        out = []
+        tensor = "fp16" if precision in ("fp16", "bf16") else "fp32"
+        for (family, batch, variant, count), mlp in zip(
+            rows, self.model.predict_many(rows), strict=True
+        ):
+            query = Row(family, batch, variant.type, count, tensor, framework)
+            answer = self.transfer.predict(query, variant)
+            if answer is None:
+                out.append(mlp)
+                continue
+            ref = answer.reference
+            detail = f"transfer {answer.kind}" + (
+                f" from {ref.type} x{ref.count} batch {ref.batch} ({ref.source})"
+                if ref is not None
+                else " (roofline, efficiency from the tables)"
+            )
+            rate = predicted(math.exp(answer.log_rate), "samples/s", detail, answer.sd)
+            out.append(Prediction(rate, mlp.device_watts))
+        return out
+
+
+def served(model: Model, records: Sequence[ProfileRecord] | None = None) -> Served:
+    rows = shipped_records() if records is None else records
+    return Served(model, transfer.fit([Row.of(r) for r in rows]))
