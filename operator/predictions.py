@@ -27,6 +27,8 @@ from berth.recommender.client import RecommenderRefused, RecommenderUnavailable
 
 Ask = Callable[[dict[str, Any], list[dict[str, Any]]], dict[str, Any]]
 
+ASKED_PRECISIONS = ("fp32", "tf32", "fp16", "bf16")  # the recommender's job.precision
+
 
 @dataclass(frozen=True)
 class Offer:
@@ -110,6 +112,8 @@ def predict(
                 "batchSize": w.batch_size,
                 "objective": _objective(job),
             }
+            if w.precision.value in ASKED_PRECISIONS:  # fp64 has no tensor path to transfer by
+                body["precision"] = w.precision.value
             asked = [{"accelerator": c.device.id, "count": c.count} for c in gpu_rows]
             try:
                 answer = ask(body, asked)

@@ -34,6 +34,13 @@ def add_parsers(commands: Any) -> None:
     )
     p.add_argument("--family", required=True, help="model family, e.g. resnet50, gpt2")
     p.add_argument("--batch-size", type=int, required=True, help="global samples per step")
+    p.add_argument(
+        "--precision",
+        choices=["fp32", "fp16"],
+        default="fp32",
+        help="what the workload computes in (fp16: mixed precision); default fp32",
+    )
+    p.add_argument("--framework", default="pytorch", help="default pytorch")
     p.add_argument("--out", type=Path, default=Path("profiles.csv"),
                    help="records CSV, appended to (default profiles.csv)")  # fmt: skip
     p.add_argument("--samples", type=Path, default=None,
@@ -130,7 +137,10 @@ def cmd_profile(args: argparse.Namespace) -> int:
         f"{started:%Y-%m-%dT%H:%M:%SZ} driver {driver} host {host} cmd: {' '.join(command)}"
     )
     try:
-        measured = summarise(points, samples, args.family, args.batch_size, {proc.pid}, provenance)
+        measured = summarise(
+            points, samples, args.family, args.batch_size, {proc.pid}, provenance,
+            args.precision, args.framework,
+        )  # fmt: skip
     except NothingMeasured as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

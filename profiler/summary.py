@@ -56,6 +56,8 @@ def summarise(
     batch_size: int,
     pids: set[int],
     provenance: str,
+    precision: str = "fp32",
+    framework: str = "pytorch",
 ) -> Measured:
     if len(progress) < 2:
         raise NothingMeasured(
@@ -116,6 +118,8 @@ def summarise(
         watts_per_device=watts,
         source=f"berth-profile {provenance}",
         conversion=f"samples reported by the workload over {t1 - t0:.1f} s; W from {source}",
+        precision=precision,
+        framework=framework,
     )
     return Measured(
         record,

@@ -5,6 +5,7 @@ ask this one predictor."""
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
 
@@ -56,6 +57,13 @@ class Served:
         return out
 
 
+@functools.cache
+def _shipped_transfer() -> transfer.Transfer:
+    """Fitted once per process: the shipped tables do not change under it."""
+    return transfer.fit([Row.of(r) for r in shipped_records()])
+
+
 def served(model: Model, records: Sequence[ProfileRecord] | None = None) -> Served:
-    rows = shipped_records() if records is None else records
-    return Served(model, transfer.fit([Row.of(r) for r in rows]))
+    if records is None:
+        return Served(model, _shipped_transfer())
+    return Served(model, transfer.fit([Row.of(r) for r in records]))

@@ -96,7 +96,7 @@ def predictions(
     trained without them (recommender-cold.onnx), so no job's family was seen."""
     records = served.shipped_records()
     try:
-        berth: Predictor = served.served(load_model(), records)
+        berth: Predictor = served.served(load_model())
     except ModelError as exc:
         print(f"warning: {exc}; berth uses the fallback predictor", file=sys.stderr)
         berth = SpecTransfer(tables.read()[0])
