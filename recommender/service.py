@@ -114,6 +114,7 @@ class Service:
             "outputs": model.metadata.get("outputs"),
             "data_sha256": model.metadata.get("data_sha256"),
             "metrics": model.metadata.get("metrics"),
+            "transfer": self.predictor.transfer.describe(),
         }
 
     def v2_metadata(self) -> dict[str, Any]:

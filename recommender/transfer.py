@@ -172,6 +172,15 @@ class Transfer:
         self._families = {f: _Family(rows) for f, rows in by_family.items()}
         self._answers: dict[tuple[Row, str | None], Answer | None] = {}
 
+    def describe(self) -> dict[str, object]:
+        """What /v1/model shows of it."""
+        return {
+            "rows": len(self.rows),
+            "correction": dict(zip(Z_NAMES, self.weights.round(4).tolist(), strict=True)),
+            "log_efficiency": round(self.log_efficiency, 4),
+            "interval_half_width_log": {k: round(v, 4) for k, v in self.q90.items()},
+        }
+
     def reference(
         self, q: Row, keep: Callable[[Row], bool] | None = None, variant: Variant | None = None
     ) -> Row | None:

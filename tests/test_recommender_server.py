@@ -232,3 +232,10 @@ def test_an_unknown_precision_is_a_400_naming_the_field(server: Any) -> None:
     job = JOB | {"precision": "int4"}
     status, body = call(server, "POST", "/v1/recommend", {"job": job, "candidates": CANDIDATES})
     assert status == 400 and body["error"].startswith("job.precision")
+
+
+def test_the_model_route_shows_the_transfer_calibration(server: Any) -> None:
+    status, body = call(server, "GET", "/v1/model")
+    transfer = body["transfer"]
+    assert status == 200 and transfer["rows"] > 1000
+    assert set(transfer["interval_half_width_log"]) == {"same-type", "other-type", "roofline"}
