@@ -9,6 +9,8 @@ import pytest
 
 from berth.cli import main
 from berth.core import tables
+from berth.simulator.engine import Ran, Run
+from berth.simulator.report import slowdowns
 from berth.simulator.run import POLICIES, assign_workloads
 from berth.simulator.traces import load_itp, load_philly
 from berth.simulator.truth import GroundTruth
@@ -116,3 +118,18 @@ def test_philly_jobs_get_a_seeded_model_and_the_work_of_their_duration(
     rate = truth.throughput(job.model, "a100", 1, job.batch_size)
     assert rate is not None
     assert job.iterations == max(1, round(job.duration_s * rate.value / job.batch_size))
+
+
+def ran(job: str, hours: float) -> Ran:
+    return Ran(job, "a100", 1, (), 0.0, 0.0, hours * 3600, 0.0, None, False)
+
+
+def test_a_jobs_slowdown_is_its_jct_over_its_jct_under_the_baseline() -> None:
+    runs = {
+        "kube-default": Run(ran=[ran("a", 1), ran("b", 2), ran("c", 4)]),
+        "berth": Run(ran=[ran("a", 3), ran("b", 1), ran("c", 4)]),
+    }
+    fate = slowdowns(runs, "kube-default")
+    assert fate["berth"] == {"slowdown_p99": 3.0, "slowdown_max": 3.0, "slowest_job": "a"}
+    assert fate["kube-default"]["slowdown_max"] == 1.0
+    assert slowdowns(runs, "gavel-like") == {}  # no baseline run: nothing to compare with

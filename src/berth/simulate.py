@@ -29,7 +29,7 @@ from berth.recommender.model import COLD as COLD_MODEL
 from berth.recommender.model import ModelError
 from berth.recommender.model import load as load_model
 from berth.simulator.engine import SimJob
-from berth.simulator.report import metrics, plot, table
+from berth.simulator.report import metrics, plot, slowdowns, table
 from berth.simulator.run import (
     BASELINE,
     BERTH,
@@ -184,12 +184,15 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     )
     results: dict[str, dict[str, Any]] = {}
     timelines = {}
+    runs = {}
     for name in names:
         began = time.perf_counter()
         shown = bar(name, len(work.jobs), "jobs", args.quiet)
-        run = run_policy(name, work, nodes, told, restart, shown)
+        runs[name] = run = run_policy(name, work, nodes, told, restart, shown)
         results[name] = metrics(run, gpus) | {"wall_s": time.perf_counter() - began}
         timelines[name] = run.busy_timeline
+    for name, fate in slowdowns(runs, BASELINE).items():
+        results[name] |= fate
 
     report = {
         "trace": str(args.trace),
@@ -258,6 +261,17 @@ def _notes(report: dict[str, Any]) -> str:
         ]
         if ratios:
             lines.append(f"Deadlines met by berth: {met['berth']}, " + ", ".join(ratios) + ".")
+    fates = [
+        f"{n} {m['slowdown_p99']:.2f}x/{m['slowdown_max']:.2f}x"
+        for n, m in policies.items()
+        if "slowdown_max" in m and n != report["baseline"]
+    ]
+    if fates:
+        lines.append(
+            f"Slowdown (a job's JCT over its JCT under {report['baseline']}), p99/max: "
+            + ", ".join(fates)
+            + "."
+        )
     if report["excluded_jobs"]:
         out = "; ".join(f"{n} ({why})" for why, n in sorted(report["excluded_jobs"].items()))
         lines.append(f"Jobs left out of every policy: {out}.")

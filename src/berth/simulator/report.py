@@ -54,6 +54,28 @@ def metrics(run: Run, gpus: int) -> dict[str, Any]:
     }
 
 
+def slowdowns(runs: Mapping[str, Run], baseline: str) -> dict[str, dict[str, Any]]:
+    """Each job's fate: its JCT under a policy over its JCT under the baseline, for the jobs
+    both ran. p99 and max say whether any job paid for the averages."""
+    if baseline not in runs:
+        return {}
+    base = {r.job: r.end_s - r.submitted_s for r in runs[baseline].ran}
+    out: dict[str, dict[str, Any]] = {}
+    for name, run in runs.items():
+        ratios = sorted(
+            ((r.end_s - r.submitted_s) / base[r.job], r.job)
+            for r in run.ran
+            if base.get(r.job, 0) > 0
+        )
+        if ratios:
+            out[name] = {
+                "slowdown_p99": _p99([x for x, _ in ratios]),
+                "slowdown_max": ratios[-1][0],
+                "slowest_job": ratios[-1][1],
+            }
+    return out
+
+
 def _by_type(run: Run) -> dict[str, int]:
     counts: dict[str, int] = {}
     for r in run.ran:
