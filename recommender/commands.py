@@ -211,6 +211,9 @@ def _true_watts(truth: Any) -> Any:
     return watts
 
 
+SERVED = "served: transfer, else mlp"
+
+
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from berth.recommender import evaluation
     from berth.recommender.model import ModelError, load
@@ -230,9 +233,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         "transfer": evaluation.transferred,
     }
     if args.mlp:
-        mlp = evaluation.mlp_in_folds(power, model.metadata["settings"])
-        predictors["mlp (previous)"] = mlp
-        predictors["served: transfer, else mlp"] = evaluation.either(evaluation.transferred, mlp)
+        predictors["mlp (previous)"] = evaluation.mlp_in_folds(power, model.metadata["settings"])
     grouped: dict[str, dict[str, Any]] = {}
     for grouping, key in evaluation.GROUPINGS.items():
         answers: dict[str, list[evaluation.Answer]] = {}
@@ -243,6 +244,12 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             grouped.setdefault(grouping, {})[name] = evaluation.summarise(
                 everything, key, answers[name]
             )
+        if args.mlp:  # what the server answers: the transfer's, else the MLP's
+            answers[SERVED] = [
+                t if t is not None else m
+                for t, m in zip(answers["transfer"], answers["mlp (previous)"], strict=True)
+            ]
+            grouped[grouping][SERVED] = evaluation.summarise(everything, key, answers[SERVED])
         # The baseline answers fewer rows (no roofline): the two again on the rows both answer.
         pairs = zip(answers["spec-ratio"], answers["transfer"], strict=True)
         both = [i for i, (a, b) in enumerate(pairs) if a is not None and b is not None]

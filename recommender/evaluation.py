@@ -260,17 +260,3 @@ def mlp_in_folds(power: Sequence[PowerRecord], settings: dict[str, Any]) -> Fit:
         return predict
 
     return fit
-
-
-def either(first: Fit, then: Fit) -> Fit:
-    """`first`'s answer where it has one, else `then`'s: what the server does."""
-
-    def fit(pool: Sequence[ProfileRecord]) -> Callable[[Sequence[ProfileRecord]], list[Answer]]:
-        a, b = first(pool), then(pool)
-
-        def predict(records: Sequence[ProfileRecord]) -> list[Answer]:
-            return [x if x is not None else y for x, y in zip(a(records), b(records), strict=True)]
-
-        return predict
-
-    return fit
