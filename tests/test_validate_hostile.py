@@ -4,6 +4,7 @@ always a message naming the file and why, and a bomb refused in well under a sec
 from __future__ import annotations
 
 import time
+import tracemalloc
 from pathlib import Path
 
 import pytest
@@ -80,7 +81,7 @@ def test_a_deadline_too_long_for_any_clock_is_an_error_on_its_field(
 
 
 @settings(
-    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    max_examples=400, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
 @given(st.data())
 def test_no_mangled_example_ends_in_a_traceback(
@@ -100,9 +101,15 @@ def test_no_mangled_example_ends_in_a_traceback(
             raw[at:at] = junk
     path = tmp_path / "mangled.yaml"
     path.write_bytes(bytes(raw))
-    code = main(["validate", str(path)])
+    tracemalloc.start()
+    try:
+        code = main(["validate", str(path)])
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
     err = capsys.readouterr().err
     assert code in (0, 1, 2) and "Traceback" not in err
+    assert peak < 200 << 20  # bytes: the bound a file gets
 
 
 def test_an_integer_past_int64_is_blamed_on_its_own_field(
