@@ -24,10 +24,10 @@ def shipped_records() -> list[ProfileRecord]:
 
 
 class Served:
-    def __init__(self, model: Model, moved: transfer.Transfer, label: str = "") -> None:
+    def __init__(self, model: Model, moved: transfer.Transfer) -> None:
         self.model = model
         self.transfer = moved
-        self.name = f"transfer from the measured tables, else {model.version}{label}"
+        self.name = f"transfer from the measured tables, else {model.version}"
 
     def predict_many(
         self,

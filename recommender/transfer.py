@@ -2,21 +2,19 @@
 by datasheet ratios, then corrected by a ridge fit of how wrong such moves were. Pure numpy.
 
     prior     = log rate(ref) + log(peak_T / peak_ref) + log(count / count_ref)
-    log rate  = prior + w . z(query, ref),  z = (other count or batch, other type, TensorFlow
-                                                 and fp16 effects)
+    log rate  = prior + w . z(query, ref)
 
 The reference is the measured row of the same family that is most alike: same precision, then
 same framework, then same type, then the type nearest by its datasheet, then the nearest count
-and batch (log scales).
-peak is the type's FP32 peak, or its FP16 tensor peak for fp16/bf16 work. The correction is a
-log offset for a move between types and one for each framework and precision (their effects,
-query's minus reference's), fitted on pairs made from the
-training rows themselves, so it learns how transfers go wrong, never a row's own value: each
-row moved from its nearest reference of another type, of its own type, of another framework
-and of another precision. Terms on the log ratios of peaks, bandwidths, counts and batches
-were tried and left out: on grouped folds they did not lower the error leaving a type out
-(39.7% against 39.2%) and raised it leaving a data set out from 58% to 90% (they learn their
-data sets).
+and batch (log scales). peak is the type's FP32 peak, or its FP16 tensor peak for fp16/bf16
+work. z holds an offset for a move to another count or batch, one for a move to another type,
+and the framework's and precision's own effects (query's minus reference's). The correction
+is fitted on pairs made from the training rows themselves, each row moved from its nearest
+reference of another type, of its own type, of another framework and of another precision, so
+it learns how transfers go wrong, never a row's own value. Terms on the log ratios of peaks,
+bandwidths, counts and batches were tried and left out: on grouped folds they did not lower
+the error leaving a type out (39.7% against 39.2%) and raised it leaving a data set out from
+58% to 90% (they learn their data sets).
 
 A family with no measured row gets a roofline calibrated on the data, where its FLOPs per
 sample are known: count x peak x efficiency / (3 x forward FLOPs), the efficiency being the
