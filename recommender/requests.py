@@ -100,7 +100,11 @@ def _variant(name: Any, where: str) -> tuple[str, Variant]:
         raise RequestError(f"{where}: cpu is not scored by the model")
     if found.variant is not None:
         return found.type, VARIANTS[found.variant]
-    return found.type, DEFAULT_VARIANT[found.type]
+    # "A100 80GB": the type's first variant with that memory, else its default.
+    same_memory = [
+        v for v in VARIANTS.values() if v.type == found.type and v.memory_gib == found.memory_gib
+    ]
+    return found.type, same_memory[0] if same_memory else DEFAULT_VARIANT[found.type]
 
 
 def _objective(value: Any) -> Objective:

@@ -108,8 +108,8 @@ def test_catalog_figures_equal_the_shared_spec_table(shared_data: Path) -> None:
             assert v.fp16_tensor_tflops == pytest.approx(float(fp16)), v.id
         checked += 1
     # Not in the table, each with its own datasheet as the source: A40, RTX 6000 and the types
-    # the Lambda benchmarks measured (workstation and GeForce cards, A2, A30, L40, V100 SXM3).
-    assert len(VARIANTS) - checked == 15
+    # benchmarks name (workstation and GeForce cards, A2, A30, L40, V100 SXM3).
+    assert len(VARIANTS) - checked == 21
 
 
 def test_every_catalog_row_names_its_source() -> None:
@@ -121,3 +121,16 @@ def test_every_catalog_row_names_its_source() -> None:
 def test_cpu_class_peak_is_cores_times_clock_times_flop_per_cycle() -> None:
     epyc = next(c for c in CPU_CLASSES if c.id == "epyc-7763")
     assert epyc.peak_fp64_gflops == pytest.approx(64 * 2.45 * 16)
+
+
+@pytest.mark.parametrize(
+    ("name", "type_id", "memory"),
+    [("RTX 6000", "rtx6000", 24), ("RTX 6000 Ada", "rtx6000ada", 48), ("2080 Ti", "rtx2080ti", 11),
+     ("Tesla V100", "v100", None), ("V100 32GB", "v100", 32), ("A100-80GB", "a100", 80),
+     ("H100 PCIe", "h100", 80), ("NVIDIA-GeForce-RTX-4090", "rtx4090", 24)],
+)  # fmt: skip
+def test_names_benchmarks_use_resolve_to_their_type(
+    name: str, type_id: str, memory: float | None
+) -> None:
+    found = resolve(name)
+    assert (found.type, found.memory_gib) == (type_id, memory)

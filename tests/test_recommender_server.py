@@ -239,3 +239,10 @@ def test_the_model_route_shows_the_transfer_calibration(server: Any) -> None:
     transfer = body["transfer"]
     assert status == 200 and transfer["rows"] > 1000
     assert set(transfer["interval_half_width_log"]) == {"same-type", "other-type", "roofline"}
+
+
+def test_a_type_named_with_its_memory_is_scored_on_a_variant_with_that_memory() -> None:
+    from berth.recommender.requests import _variant
+
+    type_id, variant = _variant("A100 80GB", "candidates[0].accelerator")
+    assert (type_id, variant.memory_gib) == ("a100", 80)

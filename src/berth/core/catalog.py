@@ -99,7 +99,7 @@ TYPES: tuple[AcceleratorType, ...] = (
         _v("p100-pcie-16gb", "p100", ("Tesla P100-PCIE-16GB",), 16, 732, 250, 18.7, 9.3, 4.7,
            _P100 + "; FP64 4.7", ("P100", "PCIe 16GB")),
     )),
-    AcceleratorType("v100", ("v100",), (
+    AcceleratorType("v100", ("v100", "Tesla V100", "V100 SXM2", "V100 PCIe"), (
         _v("v100-sxm2-16gb", "v100", ("Tesla V100-SXM2-16GB",), 16, 900, 300, 125, 15.7, 7.8,
            _V100, ("V100", "SXM2")),
         _v("v100-sxm2-32gb", "v100", ("Tesla V100-SXM2-32GB",), 32, 900, 300, 125, 15.7, 7.8,
@@ -124,7 +124,9 @@ TYPES: tuple[AcceleratorType, ...] = (
         _v("a40", "a40", ("NVIDIA A40",), 48, 696, 300, 149.7, 37.4, None,
            "NVIDIA A40 datasheet (48 GB GDDR6, 696 GB/s, 300 W, FP32 37.4, TF16 149.7)", None),
     )),
-    AcceleratorType("rtx6000", ("rtx6000", "Quadro RTX 6000"), (
+    # "RTX 6000" alone is the Quadro (Turing) card in the benchmarks of its time; the Ada card
+    # is always named with "Ada".
+    AcceleratorType("rtx6000", ("rtx6000", "Quadro RTX 6000", "RTX 6000"), (
         _v("rtx6000", "rtx6000", ("Quadro RTX 6000",), 24, 672, 260, 130.5, 16.3, None,
            "NVIDIA Quadro RTX 6000 datasheet (24 GB GDDR6, 672 GB/s, FP32 16.3, tensor 130.5); "
            "260 W is the default power limit, the highest Zeus measured", None),
@@ -132,6 +134,37 @@ TYPES: tuple[AcceleratorType, ...] = (
     AcceleratorType("rtx8000", ("rtx8000", "RTX 8000", "Quadro RTX 8000"), (
         _v("rtx8000", "rtx8000", ("Quadro RTX 8000",), 48, 672, 295, 130.5, 16.3, None,
            _QUADRO, None),
+    )),
+    AcceleratorType("rtx5000", ("rtx5000", "Quadro RTX 5000"), (
+        _v("rtx5000", "rtx5000", ("Quadro RTX 5000",), 16, 448, 230, 89.2, 11.2, None,
+           "NVIDIA Quadro RTX 5000 datasheet (16 GB GDDR6, 448 GB/s, 230 W, FP32 11.2, tensor "
+           "89.2)", None),
+    )),
+    AcceleratorType("rtx2080", ("rtx2080", "RTX 2080"), (
+        _v("rtx2080", "rtx2080", ("GeForce RTX 2080", "NVIDIA GeForce RTX 2080"), 8, 448, 215,
+           40.3, 10.1, None, _TURING + ": 8 GB GDDR6, 448 GB/s, 215 W", None),
+    )),
+    AcceleratorType("titanxp", ("titanxp", "Titan Xp"), (
+        _v("titanxp", "titanxp", ("TITAN Xp", "NVIDIA TITAN Xp"), 12, 547.7, 250, None, 12.1, None,
+           "NVIDIA TITAN Xp product page (12 GB GDDR5X, 547.7 GB/s, 250 W, FP32 12.1; no tensor "
+           "cores)", None),
+    )),
+    AcceleratorType("rtx4090", ("rtx4090", "RTX 4090"), (
+        _v("rtx4090", "rtx4090", ("NVIDIA GeForce RTX 4090", "GeForce RTX 4090"), 24, 1008, 450,
+           165.2, 82.6, None,
+           "NVIDIA Ada Lovelace architecture whitepaper (RTX 4090: 24 GB GDDR6X, 1,008 GB/s, "
+           "450 W, FP32 82.6; FP16 tensor dense, FP32 accumulate)", None),
+    )),
+    AcceleratorType("a4000", ("a4000", "RTX A4000"), (
+        _v("a4000", "a4000", ("NVIDIA RTX A4000",), 16, 448, 140, 76.7, 19.2, None,
+           "NVIDIA RTX A4000 datasheet (16 GB GDDR6, 448 GB/s, 140 W, FP32 19.2, tensor 153.4 "
+           "sparse)", None),
+    )),
+    AcceleratorType("rtx6000ada", ("rtx6000ada", "RTX 6000 Ada"), (
+        _v("rtx6000ada", "rtx6000ada", ("NVIDIA RTX 6000 Ada Generation",), 48, 960, 300, 364.2,
+           91.1, None,
+           "NVIDIA RTX 6000 Ada Generation datasheet (48 GB GDDR6, 960 GB/s, 300 W, FP32 91.1, "
+           "FP16 tensor 728.5 sparse)", None),
     )),
     AcceleratorType("titanrtx", ("titanrtx", "Titan RTX"), (
         _v("titanrtx", "titanrtx", ("TITAN RTX", "NVIDIA TITAN RTX"), 24, 672, 280, 130.5, 16.3,
@@ -143,7 +176,7 @@ TYPES: tuple[AcceleratorType, ...] = (
            "NVIDIA TITAN V product page (12 GB HBM2, 652.8 GB/s, 250 W, 110 tensor TFLOPS)",
            None),
     )),
-    AcceleratorType("rtx2080ti", ("rtx2080ti", "RTX 2080 Ti", "RTX 2080Ti", "2080Ti"), (
+    AcceleratorType("rtx2080ti", ("rtx2080ti", "RTX 2080 Ti", "RTX 2080Ti", "2080Ti", "2080 Ti"), (
         _v("rtx2080ti", "rtx2080ti", ("GeForce RTX 2080 Ti", "NVIDIA GeForce RTX 2080 Ti"),
            11, 616, 250, 53.8, 13.4, None, _TURING + ": 11 GB GDDR6, 616 GB/s, 250 W", None),
     )),
@@ -186,7 +219,7 @@ TYPES: tuple[AcceleratorType, ...] = (
            "NVIDIA L40 datasheet (48 GB GDDR6, 864 GB/s, 300 W, FP32 90.5, FP16 tensor 362.1 "
            "sparse)", None),
     )),
-    AcceleratorType("a100", ("a100",), (
+    AcceleratorType("a100", ("a100", "A100 SXM4", "A100 SXM", "A100 PCIe"), (
         _v("a100-sxm4-40gb", "a100", ("NVIDIA A100-SXM4-40GB",), 40, 1555, 400, 312, 19.5, 9.7,
            _A100, ("A100", "SXM4 40GB")),
         _v("a100-sxm4-80gb", "a100", ("NVIDIA A100-SXM4-80GB",), 80, 2039, 400, 312, 19.5, 9.7,
@@ -204,10 +237,11 @@ TYPES: tuple[AcceleratorType, ...] = (
         _v("l40s", "l40s", ("NVIDIA L40S",), 48, 864, 350, 362.05, 91.6, None,
            "NVIDIA L40S datasheet (48 GB GDDR6, 864 GB/s)", ("L40S", "PCIe")),
     )),
-    AcceleratorType("h100", ("h100",), (
-        _v("h100-sxm5-80gb", "h100", ("NVIDIA H100 80GB HBM3", "NVIDIA H100-SXM5-80GB"),
+    AcceleratorType("h100", ("h100",), (  # form factors: the variants' aliases below
+        _v("h100-sxm5-80gb", "h100", ("NVIDIA H100 80GB HBM3", "NVIDIA H100-SXM5-80GB", "H100 SXM",
+                                      "H100 SXM5"),
            80, 3350, 700, 989.4, 66.9, 34, _H100, ("H100", "SXM5 80GB")),
-        _v("h100-pcie-80gb", "h100", ("NVIDIA H100 PCIe",), 80, 2000, 350, 756, 51, 26,
+        _v("h100-pcie-80gb", "h100", ("NVIDIA H100 PCIe", "H100 PCIe"), 80, 2000, 350, 756, 51, 26,
            _H100, ("H100", "PCIe 80GB")),
     )),
     AcceleratorType("h200", ("h200",), (
@@ -258,7 +292,10 @@ def _key(name: str) -> str:
 # Names that say only the type (and sometimes the memory), as public data sets write them.
 _DATASET_ONLY: dict[str, tuple[str, float | None]] = {
     "v100m32": ("v100", 32),  # Alibaba PAI 2020: V100 with 32 GB
-}
+    # Benchmarks name the memory, not the form factor.
+    "V100 16GB": ("v100", 16), "V100 32GB": ("v100", 32),
+    "A100 40GB": ("a100", 40), "A100 80GB": ("a100", 80),
+}  # fmt: skip
 
 
 def _build_alias_map() -> dict[str, AcceleratorName]:
