@@ -242,8 +242,8 @@ def _notes(report: dict[str, Any]) -> str:
     lines.append(
         f"A resize costs a MODELLED {restart['default']:g} s of checkpoint and restart"
         + (f" ({families})" if families else "")
-        + f"; berth and berth-oracle resize elastic jobs, or move them to another type, every "
-        f"{Settings().period_s:g} s; berth-rigid never does."
+        + "; berth, berth-cold and berth-oracle resize elastic jobs, or move them to another "
+        f"type, every {Settings().period_s:g} s; berth-rigid never does."
     )
     policies = report["policies"]
     if policies.get("berth", {}).get("jobs"):
