@@ -57,6 +57,12 @@ _validators = {
 }
 
 
+_BY_MEMORY: dict[tuple[str, float | None], Variant] = {
+    (v.type, v.memory_gib): v
+    for v in reversed(VARIANTS.values())  # the first listed wins
+}
+
+
 class RequestError(ValueError):
     """The caller's mistake: answered with 400 and this message."""
 
@@ -101,10 +107,7 @@ def _variant(name: Any, where: str) -> tuple[str, Variant]:
     if found.variant is not None:
         return found.type, VARIANTS[found.variant]
     # "A100 80GB": the type's first variant with that memory, else its default.
-    same_memory = [
-        v for v in VARIANTS.values() if v.type == found.type and v.memory_gib == found.memory_gib
-    ]
-    return found.type, same_memory[0] if same_memory else DEFAULT_VARIANT[found.type]
+    return found.type, _BY_MEMORY.get((found.type, found.memory_gib), DEFAULT_VARIANT[found.type])
 
 
 def _objective(value: Any) -> Objective:
