@@ -4,10 +4,11 @@ replaced, side by side; then onnxruntime against numpy.
     .venv/bin/python bench/recommender.py [--seconds S] [--old REV]
 
 1. Each server runs as its own process, as in a pod (the shipped model): `berth
-   serve-recommender` (Starlette on uvicorn) and the http.server one of git revision REV
-   (default 625d603, the last with it). For 1 and 4 keep-alive clients, each its own process,
-   asking for 8 candidates each for S seconds: p50/p99 latency and requests per second, and the
-   new server's figures as ratios of the old one's.
+   serve-recommender` (Starlette on uvicorn); the http.server one of git revision REV (default
+   625d603, the last with it) around today's route logic (the stacks alone compared); and REV
+   as it was (its own route logic: the MLP only, no transfer). For 1 and 4 keep-alive clients,
+   each its own process, asking for 8 candidates each for S seconds: p50/p99 latency and
+   requests per second, and the new server's figures as ratios of both.
 2. The same weights evaluated by onnxruntime and by a numpy forward pass, for batches of 1,
    8 and 1,024 rows: median time per call and the ratio (numpy is the baseline).
 Targets (issue 19): p99 <= 2 ms and >= 2,000 requests/s. Clients and server share this
@@ -49,8 +50,11 @@ BODY = json.dumps(
 OLD_MAIN = """
 import sys
 from pathlib import Path
-from old_server import make_server
-server = make_server(Path(sys.argv[1]), "127.0.0.1", int(sys.argv[2]))
+import old_server
+if sys.argv[3] == "today":  # the old HTTP stack around today's route logic (the transfer too)
+    from berth.recommender.service import Service
+    old_server.Service = Service
+server = old_server.make_server(Path(sys.argv[1]), "127.0.0.1", int(sys.argv[2]))
 print("serving", flush=True)
 server.serve_forever()
 """
@@ -140,7 +144,8 @@ def servers(rev: str, seconds: float, model: Path) -> None:
     with tempfile.TemporaryDirectory() as folder:
         old = old_server(rev, folder)
         stacks: dict[str, Callable[[int], tuple[list[str], str | None]]] = {
-            f"http.server ({rev})": lambda port: ([*old, str(model), str(port)], folder),
+            f"{rev} as it was": lambda port: ([*old, str(model), str(port), "then"], folder),
+            "http.server": lambda port: ([*old, str(model), str(port), "today"], folder),
             "starlette+uvicorn": lambda port: (
                 [sys.executable, "-m", "berth", "serve-recommender", "--model", str(model),
                  "--port", str(port)], None),
@@ -162,12 +167,14 @@ def servers(rev: str, seconds: float, model: Path) -> None:
                         results[name, layout, clients] = got
                         print(f"  {name:<22} {layout:>6} {clients:>7} {got[0] * 1e3:>7.2f}"
                               f" {got[1] * 1e3:>7.2f} {got[2]:>10.0f}")  # fmt: skip
-        old_name, new_name = stacks
-        for layout in layouts:
-            for clients in (1, 4):
-                o, n = results[old_name, layout, clients], results[new_name, layout, clients]
-                print(f"  new/old, {layout}, {clients} client(s): p50 {n[0] / o[0]:.2f}x"
-                      f"  p99 {n[1] / o[1]:.2f}x  requests/s {n[2] / o[2]:.2f}x")  # fmt: skip
+        then, old_name, new_name = stacks
+        for base, what in ((old_name, "the same route logic"), (then, f"{rev} as it was")):
+            print(f"  starlette+uvicorn over http.server with {what}:")
+            for layout in layouts:
+                for clients in (1, 4):
+                    o, n = results[base, layout, clients], results[new_name, layout, clients]
+                    print(f"    {layout}, {clients} client(s): p50 {n[0] / o[0]:.2f}x"
+                          f"  p99 {n[1] / o[1]:.2f}x  requests/s {n[2] / o[2]:.2f}x")  # fmt: skip
         print("  targets: p99 <= 2 ms, >= 2,000 requests/s")
 
 
