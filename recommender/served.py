@@ -37,7 +37,7 @@ class Served:
     ) -> list[Prediction]:
         """(family, global batch, variant, count) per candidate; the MLP in one call."""
         out = []
-        tensor = "fp16" if precision in ("fp16", "bf16") else "fp32"
+        tensor = "fp16" if precision in transfer.TENSOR else "fp32"
         for (family, batch, variant, count), mlp in zip(
             rows, self.model.predict_many(rows), strict=True
         ):

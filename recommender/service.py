@@ -26,8 +26,7 @@ class Service:
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self.model: Model = load(path)  # refuses a file whose sha256 does not match
-        self.predictor = served(self.model)
+        self.predictor: Served = served(load(path))  # refuses a file whose sha256 is not its own
         self._stamp = self._file_stamp()
         self.registry = CollectorRegistry()
         self.requests = Counter(
@@ -49,6 +48,11 @@ class Service:
             registry=self.registry,
         )  # fmt: skip
 
+    @property
+    def model(self) -> Model:
+        """The served MLP; one assignment swaps it with the predictor around it."""
+        return self.predictor.model
+
     def _file_stamp(self) -> tuple[float, float]:
         sidecar = Path(f"{self.path}.sha256")
         return (self.path.stat().st_mtime, sidecar.stat().st_mtime)
@@ -58,8 +62,7 @@ class Service:
             stamp = self._file_stamp()
             if stamp == self._stamp:
                 return
-            self.model = load(self.path)
-            self.predictor = Served(self.model, self.predictor.transfer)
+            self.predictor = Served(load(self.path), self.predictor.transfer)
             self._stamp = stamp
             log.info("serving %s", self.model.version)
         except (OSError, ModelError) as exc:

@@ -28,14 +28,16 @@ it is as wide as moving between workload definitions was wrong.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
 from berth.core.catalog import DEFAULT_VARIANT, Variant
 from berth.core.families import FAMILIES
+from berth.core.job import Precision
 from berth.core.profile import ProfileRecord
+from berth.placement.roofline import BACKWARD_FACTOR, gpu_peak_tflops
 
 Z90 = 1.6448536269514722
 CACHE = 65536  # answers kept before the memo starts again
@@ -67,9 +69,10 @@ class Row:
 
 
 def peak(variant: Variant, precision: str) -> float:
-    if precision in TENSOR and variant.fp16_tensor_tflops:
-        return variant.fp16_tensor_tflops
-    return variant.fp32_tflops
+    """The roofline's peak for the precision (FP16 tensor for fp16/bf16, else FP32)."""
+    tflops = gpu_peak_tflops(variant, Precision(precision))
+    assert tflops is not None  # rows and queries are fp32, tf32, fp16 or bf16, never fp64
+    return tflops
 
 
 def z(q: Row, ref: Row) -> list[float]:
@@ -101,7 +104,8 @@ def roofline(q: Row, variant: Variant | None = None) -> float | None:
     if family is None or family.gflops_per_sample is None:
         return None
     t = variant or DEFAULT_VARIANT[q.type]
-    return math.log(q.count * peak(t, q.precision) * 1e12 / (3 * family.gflops_per_sample * 1e9))
+    flops = BACKWARD_FACTOR * family.gflops_per_sample * 1e9
+    return math.log(q.count * peak(t, q.precision) * 1e12 / flops)
 
 
 @dataclass(frozen=True)
@@ -151,6 +155,13 @@ class _Family:
         return self.rows[int(order[0])] if order.size else None
 
 
+def _by_family(rows: Sequence[Row]) -> dict[str, _Family]:
+    grouped: dict[str, list[Row]] = {}
+    for r in rows:
+        grouped.setdefault(r.family, []).append(r)
+    return {f: _Family(group) for f, group in grouped.items()}
+
+
 class Transfer:
     """The pool of measured rows, the fitted correction, the efficiency and the intervals."""
 
@@ -165,10 +176,7 @@ class Transfer:
         self.weights = weights
         self.log_efficiency = log_efficiency
         self.q90 = q90
-        by_family: dict[str, list[Row]] = {}
-        for r in self.rows:
-            by_family.setdefault(r.family, []).append(r)
-        self._families = {f: _Family(rows) for f, rows in by_family.items()}
+        self._families = _by_family(self.rows)
         self._answers: dict[tuple[Row, str | None], Answer | None] = {}
 
     def describe(self) -> dict[str, object]:
@@ -180,14 +188,9 @@ class Transfer:
             "interval_half_width_log": {k: round(v, 4) for k, v in self.q90.items()},
         }
 
-    def reference(
-        self, q: Row, keep: Callable[[Row], bool] | None = None, variant: Variant | None = None
-    ) -> Row | None:
+    def reference(self, q: Row, variant: Variant | None = None) -> Row | None:
         family = self._families.get(q.family)
-        if family is None:
-            return None
-        mask = None if keep is None else np.array([keep(r) for r in family.rows], dtype=bool)
-        return family.most_alike(q, mask, variant)
+        return None if family is None else family.most_alike(q, None, variant)
 
     def predict(self, q: Row, variant: Variant | None = None) -> Answer | None:
         """Memoised: the operator asks the same few questions again and again."""
@@ -199,7 +202,7 @@ class Transfer:
         return self._answers[key]
 
     def _predict(self, q: Row, variant: Variant | None) -> Answer | None:
-        ref = self.reference(q, variant=variant)
+        ref = self.reference(q, variant)
         if ref is not None:
             kind = "same-type" if ref.type == q.type else "other-type"
             log_rate = prior(q, ref, variant) + float(np.dot(self.weights, z(q, ref)))
@@ -214,9 +217,8 @@ def pairs(rows: Sequence[Row]) -> tuple[np.ndarray, np.ndarray]:
     """(z, error of the uncorrected prior) for each row moved from its nearest reference of
     another type, of the same type (another count or batch), of another framework and of
     another precision, where the family has one."""
-    base = Transfer(rows, np.zeros(len(Z_NAMES)), 0.0, dict.fromkeys(KINDS, 1.0))
     zs, errors = [], []
-    for family in base._families.values():
+    for family in _by_family(rows).values():
         for j, r in enumerate(family.rows):
             assert r.rate is not None
             same = family.type == r.type

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from berth.core import tables
 from berth.core.catalog import VARIANTS
-from berth.recommender.features import NAMES, check_names, features
+from berth.recommender.features import KNOWN_FAMILIES, NAMES, check_names, features
 
 
 def test_the_same_inputs_give_the_same_vector() -> None:
@@ -38,3 +39,8 @@ def test_a_model_with_other_features_is_refused() -> None:
 def test_zero_devices_is_not_a_feature_row() -> None:
     with pytest.raises(ValueError, match=">= 1"):
         features("resnet50", 64, VARIANTS["t4"], 0)
+
+
+def test_the_one_hot_families_are_those_of_the_mlps_own_tables() -> None:
+    records, power = tables.read()
+    assert tuple(sorted({r.family for r in records} | {p.family for p in power})) == KNOWN_FAMILIES

@@ -94,7 +94,6 @@ def predictions(
     from the measured tables, else the MLP; the spec-ratio fallback without a model file).
     berth-cold: the same, with the transfer fitted without the trace's families and the MLP
     trained without them (recommender-cold.onnx), so no job's family was seen."""
-    records = served.shipped_records()
     try:
         berth: Predictor = served.served(load_model())
     except ModelError as exc:
@@ -110,7 +109,7 @@ def predictions(
         seen = families - set(cold.metadata.get("left_out", []))
         if seen:
             print(f"warning: berth-cold's model saw {sorted(seen)}", file=sys.stderr)
-        unseen = [r for r in records if r.family not in families]
+        unseen = [r for r in served.shipped_records() if r.family not in families]
         told[COLD] = model_predictions(work, served.served(cold, unseen), variants)
     return told, berth.name
 
