@@ -9,16 +9,18 @@ Four steps, in this order, each within the job's count range (the first three on
    min;
 2. grow to meet a deadline: a job that will miss its deadline at its count grows to the
    least count predicted to meet it, from free devices and, when those are too few, from
-   shrinking others as in 1;
+   shrinking others as in 1; a job no count meets grows, from free devices, to the least
+   energy within a bounded slowdown of its fastest count (lateness.py);
 3. grow while devices would idle: under an energy objective only while joules per sample stay
    within `energy_bound` of the current; under time or balanced while the gain in throughput
    beats the restart it costs;
 4. move to another type when the job's objective, counted over the work it has left with the
-   restart included, gains at least `min_gain`, never past a deadline it meets. Elastic jobs
-   and rigid jobs that declared the checkpoint contract (`resumable`) move; a rigid job keeps
-   its count. A move only takes devices of a type that stays at least `move_headroom` idle
-   after it: it holds them for all its remaining work, and in the ITP simulation moves into a
-   busier type cost later arrivals more deadlines than they saved.
+   restart included, gains at least `min_gain`, never past a deadline it meets; a job late
+   wherever it goes, to the least energy within a bounded slowdown when that saves time.
+   Elastic jobs and rigid jobs that declared the checkpoint contract (`resumable`) move; a
+   rigid job keeps its count. A move only takes devices of a type that stays at least
+   `move_headroom` idle after it: it holds them for all its remaining work, and in the ITP
+   simulation moves into a busier type cost later arrivals more deadlines than they saved.
 
 Whole workers are added or removed (torchrun's elastic agents come and go as nodes), a resized
 job pays `restart_s` of lost progress (checkpoint and restart), a job is not resized again
@@ -37,6 +39,7 @@ from berth.core.job import AcceleratorJob, ObjectiveKind
 from berth.core.prediction import Key, Prediction
 from berth.core.snapshot import ClusterSnapshot
 from berth.placement.free import FreeDevices
+from berth.placement.lateness import least_energy_in_time
 from berth.placement.score import objective_scores
 
 
@@ -254,8 +257,10 @@ class Round:
                     r.type, names, extra, r.job.priority, r.id
                 ):
                     target = None
+            top = min(r.job.accelerators.count.max, r.count + self.free.total(names))
+            if target is None and late:
+                target, reason = _late_growth(r, rate, top, self.settings)
             if target is None:
-                top = min(r.job.accelerators.count.max, r.count + self.free.total(names))
                 target, reason = _idle_growth(r, rate, top, self.settings)
             if (
                 target is None
@@ -324,7 +329,8 @@ def _better_type(
     r: RunningJob, fits: Mapping[tuple[str, int], Prediction], settings: Settings
 ) -> tuple[tuple[str, int], str] | None:
     """Where among `fits` (other types, devices free) the job's objective over the work it has
-    left, the restart included, is best, and the predicted gain; None to stay."""
+    left, the restart included, is best, and the predicted gain; None to stay. A job late here
+    and wherever it could go takes the least energy within a bounded slowdown instead."""
     here = r.predictions.get(r.count)
     if here is None or r.remaining_samples is None:
         return None
@@ -335,17 +341,46 @@ def _better_type(
 
     budget = math.inf if r.deadline_in_s is None else r.deadline_in_s
     keys = sorted(k for k, p in fits.items() if seconds(p, True) <= budget)
+    hopeless = not keys and seconds(here, False) > budget
+    if hopeless:
+        keys = sorted(fits)
     if not keys:
         return None
     runs = [(here, r.count, False)] + [(fits[k], k[1], True) for k in keys]
     secs = [seconds(p, moved) for p, _, moved in runs]
     joules = [s * c * p.device_watts.value for s, (p, c, _) in zip(secs, runs, strict=True)]
-    scores = objective_scores(joules, secs, r.job.objective)
-    best = min(range(1, len(runs)), key=lambda i: (scores[i], keys[i - 1]))
-    if scores[best] > scores[0] * (1 - settings.min_gain):
-        return None
+    if hopeless:
+        best = least_energy_in_time(range(len(runs)), lambda i: joules[i], lambda i: secs[i])
+        if best == 0 or secs[best] > secs[0] * (1 - settings.min_gain):
+            return None
+    else:
+        scores = objective_scores(joules, secs, r.job.objective)
+        best = min(range(1, len(runs)), key=lambda i: (scores[i], keys[i - 1]))
+        if scores[best] > scores[0] * (1 - settings.min_gain):
+            return None
     gain = f"{joules[best] / joules[0] - 1:+.0%} energy, {secs[best] / secs[0] - 1:+.0%} time"
     return keys[best - 1], gain
+
+
+def _late_growth(
+    r: RunningJob, rate: float, top: int, settings: Settings
+) -> tuple[int | None, str]:
+    """A job no count of its type gets in time: the count up to `top` with the least energy
+    within a bounded slowdown (lateness.py), when the time it saves beats hysteresis and the
+    restart."""
+    counts = [c for c in range(r.count, top + 1) if _rate(r, c) and _joules(r, c)]
+    if r.remaining_samples is None or r.count not in counts:
+        return None, ""
+    left = r.remaining_samples
+    best = least_energy_in_time(
+        counts, lambda c: _joules(r, c) or math.inf, lambda c: left / (_rate(r, c) or rate)
+    )
+    new_rate = _rate(r, best) or rate
+    if best == r.count or new_rate / rate - 1 < settings.min_gain:
+        return None, ""
+    if left / rate - left / new_rate <= _restart(r, settings):
+        return None, ""
+    return best, "late whatever it gets: least energy within a bounded slowdown"
 
 
 def _idle_growth(

@@ -20,6 +20,7 @@ from berth.core.energy import EnergyEstimate, NodeShare, estimate, node_idle_wat
 from berth.core.job import AcceleratorJob
 from berth.core.prediction import Prediction
 from berth.core.snapshot import ClusterSnapshot, NodeState, pod_requests
+from berth.placement.lateness import SLOWDOWN, least_energy_in_time
 from berth.placement.nodes import Gang, WorkerNeed, devices_free, gang_picker, why_not
 from berth.placement.score import objective_scores
 
@@ -147,16 +148,18 @@ def decide(
 
     note = None
     in_time = [o for o in options if o.meets_deadline is not False]
-    if not in_time and job.elastic:
-        # Late whatever it gets now: it takes what its objective prefers and grows or gives
-        # devices back as the elastic policy decides, rather than the most devices it can.
-        in_time = options
-        note = "no placement meets the deadline now; placed for its objective, elastic"
-    elif not in_time:
-        # Running late beats never running: take the fastest, and say so.
-        fastest = min(options, key=lambda o: (1 / o.prediction.throughput.value, o.type, o.count))
-        in_time = [fastest]
-        note = f"no placement meets the deadline; the fastest misses it by {fastest.late_s:.0f} s"
+    if not in_time:
+        # Late whatever it gets now: the least energy within a bounded slowdown, and say so.
+        least = least_energy_in_time(
+            sorted(options, key=lambda o: (o.type, o.count)),
+            lambda o: o.estimate.joules_per_sample.value,
+            lambda o: 1 / o.prediction.throughput.value,
+        )
+        in_time = [least]
+        note = (
+            f"no placement meets the deadline; the least energy within {SLOWDOWN:g}x the "
+            f"fastest's runtime misses it by {least.late_s:.0f} s"
+        )
     else:
         rejected += [
             Rejected(o.type, o.count, f"misses the deadline by {o.late_s:.0f} s", o.estimate)
