@@ -3,14 +3,16 @@ idle energy, never an over-committed device."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
+from dataclasses import replace
 from datetime import timedelta
 from itertools import pairwise
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from berth.core.job import parse_job
+from berth.core.job import Objective, ObjectiveKind, parse_job
 from berth.core.prediction import Prediction
 from berth.core.provenance import measured
 from berth.core.snapshot import NodeState, build_snapshot
@@ -20,6 +22,7 @@ from berth.placement.plan import Plan, decide
 from berth.simulator.engine import (
     EPOCH,
     Elasticity,
+    Measuring,
     Policy,
     Run,
     SimJob,
@@ -260,3 +263,43 @@ def test_the_period_ticks_only_while_an_elastic_job_runs() -> None:
     sim.start(0, 0.0)
     sim.schedule_tick(0.0)
     assert sim.next_tick is None
+
+
+def _sublinear(per_device: float) -> dict[tuple[str, int], float]:
+    return {("a100", c): per_device * c**0.9 for c in range(1, 9)}
+
+
+def _closed_loop_run(measuring: Measuring | None) -> Run:
+    """One elastic job whose prior says it runs 3x faster than it does: on the prior, one
+    device meets its deadline; in truth it needs three."""
+    job = sim_job("j", 0, 1, 3_000_000, deadline=12_000, up_to=8)
+    job = replace(job, job=replace(job.job, objective=Objective(ObjectiveKind.ENERGY, 1.0)))
+    truth = {job.id: {k: Truth(r, 300.0, False) for k, r in _sublinear(100.0).items()}}
+
+    def prior(_: SimJob) -> Mapping[tuple[str, int], Prediction]:
+        return {
+            k: Prediction(measured(r, "samples/s", "t"), measured(300, "W", "t"))
+            for k, r in _sublinear(300.0).items()
+        }
+
+    elasticity = Elasticity(Settings(min_interval_s=0), lambda _: 60.0, measuring)
+    return simulate([job], a100_nodes(8, idle=0.0), decide, truth, prior, None, elasticity)
+
+
+def test_closed_loop_the_policy_corrects_a_wrong_prior_from_what_it_measured() -> None:
+    closed = _closed_loop_run(Measuring(delay_s=60, noise=0.05))
+    (ran,) = closed.ran
+    assert ran.count == 1 and ran.resizes >= 1 and ran.met_deadline
+    errors = closed.errors[True]  # |log(acted on / true)| each period; the prior's is log 3
+    assert max(errors) < 0.5 * math.log(3) and errors[-1] < math.log(1.05)
+
+
+def test_open_loop_the_policy_acts_on_its_prior_all_along() -> None:
+    run = _closed_loop_run(None)
+    assert run.errors[True] == []
+    assert run.errors[False] and all(abs(e - math.log(3)) < 1e-9 for e in run.errors[False])
+
+
+def test_a_job_is_not_measured_before_it_has_worked_the_measurement_delay() -> None:
+    run = _closed_loop_run(Measuring(delay_s=10**6))
+    assert run.errors[True] == [] and run.errors[False]

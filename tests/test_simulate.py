@@ -48,15 +48,15 @@ def test_only_the_elastic_policies_resize_and_each_resize_pays_the_restart_given
 
 
 @pytest.mark.slow
-def test_on_the_itp_sample_elastic_berth_meets_more_deadlines_than_rigid_and_twice_kube_default(
+def test_on_the_itp_sample_berth_meets_more_deadlines_than_rigid_and_twice_kube_default_sooner(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     assert simulate(tmp_path, "--policies", "berth,berth-rigid,kube-default") == 0
-    met = {
-        name: m["deadlines_met"]
-        for name, m in json.loads((tmp_path / "r.json").read_text())["policies"].items()
-    }
+    policies = json.loads((tmp_path / "r.json").read_text())["policies"]
+    met = {name: m["deadlines_met"] for name, m in policies.items()}
     assert met["berth"] > met["berth-rigid"] and met["berth"] >= 2 * met["kube-default"]
+    # A job late whatever it gets is no longer parked on the device that wastes least.
+    assert policies["berth"]["makespan_s"] <= policies["berth-rigid"]["makespan_s"]
     assert "onto another type" in capsys.readouterr().out
 
 

@@ -28,7 +28,7 @@ from berth.recommender import served
 from berth.recommender.model import COLD as COLD_MODEL
 from berth.recommender.model import ModelError
 from berth.recommender.model import load as load_model
-from berth.simulator.engine import SimJob
+from berth.simulator.engine import Measuring, SimJob
 from berth.simulator.report import metrics, plot, slowdowns, table
 from berth.simulator.run import (
     BASELINE,
@@ -72,6 +72,15 @@ def add_parser(commands: Any) -> None:
     p.add_argument("--restart-s", default=str(RESTART_S), metavar="SECONDS[,FAMILY=SECONDS]",
                    help="modelled cost of one resize (checkpoint + restart) for elastic "
                    f"policies, e.g. 60,gpt2=120 (default: {RESTART_S:g})")  # fmt: skip
+    p.add_argument("--measure-delay", type=float, default=Measuring.delay_s, metavar="SECONDS",
+                   help="berth sees a job's rate once it has run this long on an allocation "
+                   f"(default {Measuring.delay_s:g}: two scrapes 30 s apart)")  # fmt: skip
+    p.add_argument("--measure-noise", type=float, default=Measuring.noise, metavar="FRACTION",
+                   help="MODELLED relative spread of one measured window's rate (default "
+                   f"{Measuring.noise:g})")  # fmt: skip
+    p.add_argument("--open-loop", action="store_true",
+                   help="berth and berth-cold decide on their predictions alone, never on "
+                   "what they measured")  # fmt: skip
     p.add_argument("--seed", type=int, default=0, help="seeds the workloads given to Philly jobs")
     p.add_argument("--jobs", type=int, default=None, help="keep the first N jobs of the window")
     p.add_argument("--window", default=None, metavar="START:END",
@@ -143,6 +152,11 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         if unknown or not names:
             raise ValueError(f"--policies: unknown {unknown}; choose from {', '.join(POLICIES)}")
         restart = parse_restart(args.restart_s)
+        if not args.measure_delay >= 0 or not args.measure_noise >= 0:
+            raise ValueError("--measure-delay and --measure-noise must be >= 0")
+        measuring = None
+        if not args.open_loop:
+            measuring = Measuring(args.measure_delay, args.measure_noise)
         cluster_path = _cluster_file(args.cluster)
         cluster = parse_cluster(read_one(cluster_path))
         records, power = tables.read()
@@ -187,7 +201,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     for name in names:
         began = time.perf_counter()
         shown = bar(name, len(work.jobs), "jobs", args.quiet)
-        runs[name] = run = run_policy(name, work, nodes, told, restart, shown)
+        runs[name] = run = run_policy(name, work, nodes, told, restart, shown, measuring)
         results[name] = metrics(run, gpus) | {"wall_s": time.perf_counter() - began}
         timelines[name] = run.busy_timeline
     for name, fate in slowdowns(runs, BASELINE).items():

@@ -14,11 +14,19 @@ Elasticity, when given: every `period_s` the elastic policy (placement/elastic.p
 running elastic jobs or move them to another type. A resized or moved job makes no progress for
 its restart time (checkpoint and restart, MODELLED per job) while it holds its new devices at
 its device power (conservative), then runs at the measured rate of its new allocation.
+
+Measuring, when given (the closed loop): the elastic policy sees a running job's rate only once
+it has worked `delay_s` on its allocation, then one window per period, each the true rate with
+log-normal noise (MODELLED), never the rate itself; its predictions are the prior conditioned on
+those windows (core/posterior.py). Its work left is its progress counter's (exact) once
+measured, and modelled from the prior's rate before.
 """
 
 from __future__ import annotations
 
 import heapq
+import math
+import random
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -26,6 +34,7 @@ from datetime import UTC, datetime, timedelta
 
 from berth.core.allocation import Shares
 from berth.core.job import AcceleratorJob
+from berth.core.posterior import NOISE, Measured, condition
 from berth.core.prediction import Key, Prediction
 from berth.core.snapshot import ClusterSnapshot, NodeState, Resources
 from berth.placement.elastic import (
@@ -68,9 +77,18 @@ class SimJob:
 
 
 @dataclass(frozen=True)
+class Measuring:
+    delay_s: float = 60.0  # two scrapes at the chart's 30 s interval: a rate needs two points
+    noise: float = NOISE  # MODELLED: relative spread of one window's rate
+    windows: int = 8  # per allocation; more move a conditioned prediction no further
+    seed: int = 0
+
+
+@dataclass(frozen=True)
 class Elasticity:
     settings: Settings
     restart_s: Callable[[SimJob], float]  # modelled checkpoint + restart of one resize
+    measuring: Measuring | None = None  # None: the policy acts on the prior alone
 
 
 @dataclass(frozen=True)
@@ -106,6 +124,9 @@ class Run:
     decisions: int = 0
     decision_seconds: float = 0.0
     busy_timeline: list[tuple[float, dict[str, int]]] = field(default_factory=list)
+    # |log(rate acted on / true rate)| of each running job's allocation at each period,
+    # before its first measurement and after
+    errors: dict[bool, list[float]] = field(default_factory=lambda: {False: [], True: []})
 
 
 @dataclass
@@ -127,6 +148,8 @@ class _Live:
     restart_s: float = 0.0
     moves: int = 0
     allocations: list[tuple[float, Shares]] = field(default_factory=list)
+    windows: dict[Key, tuple[float, ...]] = field(default_factory=dict)  # measured rates
+    conditioned: Mapping[Key, Prediction] | None = None  # the prior given `windows`
 
     @property
     def count(self) -> int:
@@ -194,6 +217,8 @@ class Simulation:
         self.snapshot: ClusterSnapshot | None = None
         self.finished = 0
         self.next_tick: float | None = None
+        measuring = elasticity.measuring if elasticity is not None else None
+        self.rng = random.Random(measuring.seed if measuring is not None else 0)
 
     # --- the event loop ------------------------------------------------------------------
 
@@ -350,19 +375,59 @@ class Simulation:
         heapq.heappush(self.events, (live.end_s(), FINISH, live.index, live.version))
         return True
 
+    def measure(self, live: _Live, now: float, measuring: Measuring) -> bool:
+        """A window of the job's rate, once it has worked `delay_s` on its allocation; whether
+        it has been measured at all."""
+        key = (live.type, live.count)
+        got = live.windows.get(key, ())
+        worked = now - max(live.allocations[-1][0], live.paused_until_s)
+        if worked >= measuring.delay_s and len(got) < measuring.windows:
+            rate = live.truth.samples_per_s * math.exp(self.rng.gauss(0.0, measuring.noise))
+            live.windows[key] = (*got, rate)
+            live.conditioned = None
+        return bool(live.windows)
+
+    def seen(
+        self, job: SimJob, live: _Live, now: float
+    ) -> tuple[dict[int, Prediction], dict[Key, Prediction], float]:
+        """What the elastic policy knows of a running job: predictions on its type and on the
+        others, and its work left."""
+        measuring = self.elasticity.measuring if self.elasticity is not None else None
+        prior = self.predicted(job)
+        if measuring is None or not job.job.elastic or not self.measure(live, now, measuring):
+            key = (job.id, live.type)
+            if key not in self.scaling:
+                self.scaling[key] = by_type(prior, live.type)
+            here, elsewhere = self.scaling[key]
+            left = live.remaining
+            if measuring is not None and (p := here.get(live.count)) is not None:
+                # Not yet measured: modelled from the prior's rate since it started.
+                worked = max(now - max(live.started_s, live.paused_until_s), 0.0)
+                left = max(job.samples - p.throughput.value * worked, 0.0)
+            self.record_error(here.get(live.count), live, measured=False)
+            return here, elsewhere, left
+        if live.conditioned is None:
+            windows = [Measured(t, c, rates) for (t, c), rates in live.windows.items()]
+            live.conditioned = condition(prior, windows, measuring.noise)
+        here, elsewhere = by_type(live.conditioned, live.type)
+        self.record_error(here.get(live.count), live, measured=True)
+        return here, elsewhere, live.remaining
+
+    def record_error(self, p: Prediction | None, live: _Live, measured: bool) -> None:
+        if p is not None:
+            error = abs(math.log(p.throughput.value / live.truth.samples_per_s))
+            self.run.errors[measured].append(error)
+
     def rebalanced(self, now: float) -> bool:
         assert self.elasticity is not None
         views = []
         for job_id, live in self.running.items():
             job = self.jobs[live.index]
             live.advance(now)
-            key = (job.id, live.type)
-            if key not in self.scaling:
-                self.scaling[key] = by_type(self.predicted(job), live.type)
-            here, elsewhere = self.scaling[key]
+            here, elsewhere, left = self.seen(job, live, now)
             deadline = None if job.deadline_s is None else job.deadline_s - now
             views.append(
-                RunningJob(job_id, job.job, live.type, live.shares, live.remaining, deadline,
+                RunningJob(job_id, job.job, live.type, live.shares, left, deadline,
                            live.last_resize_s, here, self.elasticity.restart_s(job), elsewhere)
             )  # fmt: skip
         jobs = self.jobs

@@ -51,7 +51,20 @@ def metrics(run: Run, gpus: int) -> dict[str, Any]:
         "decisions": run.decisions,
         "decisions_per_s": run.decisions / run.decision_seconds if run.decision_seconds else 0.0,
         "placements_by_type": _by_type(run),
+        **_errors(run),
     }
+
+
+def _errors(run: Run) -> dict[str, float]:
+    """The error of the rate the elastic policy acted on, at each running job's allocation and
+    period: median and 90th percentile of |acted on / true - 1|, before and after measurement."""
+    out = {}
+    for measured, name in ((False, "before"), (True, "after")):
+        errors = sorted(math.expm1(e) for e in run.errors[measured])
+        if errors:
+            out[f"rate_error_{name}_measurement_p50"] = errors[len(errors) // 2]
+            out[f"rate_error_{name}_measurement_p90"] = errors[int(0.9 * (len(errors) - 1))]
+    return out
 
 
 def slowdowns(runs: Mapping[str, Run], baseline: str) -> dict[str, dict[str, Any]]:

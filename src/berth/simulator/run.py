@@ -27,7 +27,16 @@ from berth.placement.elastic import Settings
 from berth.placement.gavel_like import gavel_like
 from berth.placement.kube_default import kube_default
 from berth.placement.plan import decide
-from berth.simulator.engine import EPOCH, Elasticity, Policy, Run, SimJob, Truth, simulate
+from berth.simulator.engine import (
+    EPOCH,
+    Elasticity,
+    Measuring,
+    Policy,
+    Run,
+    SimJob,
+    Truth,
+    simulate,
+)
 from berth.simulator.traces import TraceJob, as_manifest
 from berth.simulator.truth import GroundTruth
 
@@ -43,12 +52,13 @@ class PolicySpec:
     told: str  # whose figures it is told: ORACLE (the measured tables), BERTH or COLD
     berth: bool  # gets berth's view of the jobs (count left to it, elastic)
     elastic: bool  # resizes running jobs every period
+    measured: bool = False  # the closed loop: resizes decided on what it measured of each job
 
 
 ORACLE, BERTH, COLD = "oracle", "berth", "cold"  # cold: a predictor that saw no job's family
 POLICIES: dict[str, PolicySpec] = {
-    "berth": PolicySpec(decide, told=BERTH, berth=True, elastic=True),
-    "berth-cold": PolicySpec(decide, told=COLD, berth=True, elastic=True),
+    "berth": PolicySpec(decide, told=BERTH, berth=True, elastic=True, measured=True),
+    "berth-cold": PolicySpec(decide, told=COLD, berth=True, elastic=True, measured=True),
     "berth-rigid": PolicySpec(decide, told=BERTH, berth=True, elastic=False),
     "berth-oracle": PolicySpec(decide, told=ORACLE, berth=True, elastic=True),
     "kube-default": PolicySpec(kube_default, told=ORACLE, berth=False, elastic=False),
@@ -56,6 +66,7 @@ POLICIES: dict[str, PolicySpec] = {
     "eelas-like": PolicySpec(eelas_like, told=ORACLE, berth=False, elastic=False),
 }
 BASELINE = "kube-default"
+MEASURING = Measuring()
 
 
 @dataclass
@@ -210,12 +221,15 @@ def run_policy(
     told: Mapping[str, Callable[[SimJob], Mapping[tuple[str, int], Prediction]]],
     restart: tuple[float, Mapping[str, float]] = (RESTART_S, {}),
     progress: Callable[[int], None] | None = None,
+    measuring: Measuring | None = MEASURING,
 ) -> Run:
+    """`measuring`: how berth measures running jobs (None: it acts on its predictions alone)."""
     spec = POLICIES[name]
     default, families = restart
     elasticity = None
     if spec.elastic:
         seconds = {j.id: families.get(work.family[j.id][0], default) for j in work.jobs}
-        elasticity = Elasticity(Settings(restart_s=default), lambda j: seconds[j.id])
+        loop = measuring if spec.measured else None
+        elasticity = Elasticity(Settings(restart_s=default), lambda j: seconds[j.id], loop)
     jobs = work.berth_jobs if spec.berth else work.jobs
     return simulate(jobs, nodes, spec.place, work.offers, told[spec.told], progress, elasticity)
