@@ -145,10 +145,16 @@ def test_every_rendered_object_is_valid_for_the_pinned_api_server(env: Env) -> N
     docs = [d for d in yaml.safe_load_all(rendered) if d]
     crds = [d for d in docs if d["kind"] == "CustomResourceDefinition"]
     rest = [d for d in docs if d["kind"] != "CustomResourceDefinition"]
-    assert {d["kind"] for d in rest} >= {"Deployment", "DaemonSet", "CronJob", "ClusterKopfPeering"}
+    assert {d["kind"] for d in rest} >= {"Deployment", "DaemonSet", "CronJob"}
+    args = [
+        d["spec"]["template"]["spec"]["containers"][0]["args"]
+        for d in rest
+        if d["kind"] == "Deployment" and d["metadata"]["name"].endswith("-operator")
+    ]
+    assert "--leader-elect=dry-run" in args[0]
     env.kubectl("apply", "--dry-run=server", "--validate=strict", "-f", "-",
                 stdin=yaml.safe_dump_all(crds))  # fmt: skip
-    # The CRDs must exist for the peering object's dry run: create, check, then remove them.
+    # The CRDs must exist for the dry run of objects of their kinds: create, check, remove.
     env.kubectl("create", "namespace", "dry-run")
     env.kubectl("apply", "-f", "-", stdin=yaml.safe_dump_all(crds))
     env.kubectl("wait", "--for=condition=Established", "crd", "--all", "--timeout=60s")

@@ -6,15 +6,14 @@ import argparse
 import asyncio
 import logging
 import os
-import random
 import sys
 from pathlib import Path
 from typing import Any
 
 from berth.core.manifest import ManifestError, read_one
+from berth.operator.leader import Timing
 from berth.placement.elastic import Settings
 
-PEERING_LIFETIME_S = 20  # a killed active replica is replaced within this
 RBAC_NOTE = "the minimal ClusterRole is operator/rbac.yaml"
 
 
@@ -37,11 +36,12 @@ def add_parser(commands: Any) -> None:
     p.add_argument("--metrics-port", type=int, default=8080, help="0 turns /metrics off")
     p.add_argument("--health-port", type=int, default=8081, help="kopf's /healthz; 0: off")
     p.add_argument(
-        "--peering",
-        metavar="NAME",
-        help="for more than one replica: the ClusterKopfPeering object (crds/kopf-peering.yaml) "
-        "through which only the highest-priority live replica acts; without it the operator "
-        "runs standalone",
+        "--leader-elect",
+        metavar="NAMESPACE",
+        help="for more than one replica: only the holder of the Lease berth-operator in this "
+        "namespace decides; the others keep their caches warm and take over within "
+        f"{Timing.duration_s + Timing.retry_s:g} s of its last renewal. Without it the "
+        "operator acts alone",
     )
     p.add_argument(
         "--resize-period",
@@ -113,7 +113,9 @@ def run(args: argparse.Namespace) -> int:
         return 2
 
     from berth.operator import handlers
+    from berth.operator.events import INSTANCE
     from berth.operator.kube import KubeApi
+    from berth.operator.leader import Elector, KubeLeases
     from berth.operator.metrics import Metrics
     from berth.operator.reconciler import Reconciler
     from berth.recommender.client import RecommenderClient
@@ -135,24 +137,22 @@ def run(args: argparse.Namespace) -> int:
     if args.resize_period > 0:
         elastic = Settings(period_s=args.resize_period, min_interval_s=args.resize_min_interval)
     reconciler = Reconciler(KubeApi(api), ask, metrics, elastic=elastic, idle_watts=idle_watts)
+    elector = None
+    if args.leader_elect:
+        elector = Elector(KubeLeases(api, args.leader_elect), INSTANCE)
 
     @kopf.on.startup()
     async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
         settings.posting.level = logging.WARNING
         settings.watching.server_timeout = 300
         settings.networking.request_timeout = 30
-        if args.peering:
-            settings.peering.lifetime = PEERING_LIFETIME_S
-        memo.runner = handlers.Runner(reconciler)
+        memo.runner = handlers.Runner(reconciler, elector)
 
     liveness = f"http://0.0.0.0:{args.health_port}/healthz" if args.health_port else None
     asyncio.run(
         kopf.operator(
             clusterwide=True,
-            standalone=not args.peering,
-            peering_name=args.peering,
-            # Distinct priorities: the highest live replica acts; equal ones would all pause.
-            priority=random.randint(1, 2**30) if args.peering else None,
+            standalone=True,  # every replica watches; the Lease says which one decides
             liveness_endpoint=liveness,
         )
     )

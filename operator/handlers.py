@@ -16,6 +16,7 @@ from typing import Any
 import kopf
 
 from berth.crds import GROUP, VERSION
+from berth.operator.leader import Elector
 from berth.operator.reconciler import Reconciler, View
 from berth.operator.state import slim_node, slim_pod
 
@@ -25,20 +26,27 @@ MAX_BACKOFF_S = 30.0
 
 
 class Runner:
-    """Runs reconciler cycles one at a time, in a thread, whenever something was woken."""
+    """Runs reconciler cycles one at a time, in a thread, whenever something was woken, and
+    only while this replica leads (when there is an `elector`)."""
 
-    def __init__(self, reconciler: Reconciler) -> None:
-        self.reconciler = reconciler
+    def __init__(self, reconciler: Reconciler, elector: Elector | None = None) -> None:
+        self.reconciler, self.elector = reconciler, elector
         self.wanted = asyncio.Event()
         self.capacity_epoch = 0
         self.indices: tuple[kopf.Index[Any, Any], ...] | None = None
         self.task: asyncio.Task[None] | None = None
         self.nodes_seen: dict[str, dict[str, Any] | None] = {}
+        self.electing: asyncio.Task[None] | None = None
 
     def attach(self, nodes: kopf.Index[Any, Any], pods: kopf.Index[Any, Any], jobs: Any) -> None:
         if self.task is None:
             self.indices = (nodes, pods, jobs)
             self.task = asyncio.create_task(self._run(), name="berth-reconciler")
+            if self.elector is not None:
+                self.electing = asyncio.create_task(self._elect(self.elector), name="berth-lease")
+
+    def acting(self) -> bool:
+        return self.elector is None or self.elector.leading()
 
     def wake(self, capacity: bool) -> None:
         if capacity:
@@ -58,6 +66,8 @@ class Runner:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.wanted.wait(), timeout=period)
             self.wanted.clear()
+            if not self.acting():
+                continue  # a standby: the lease's holder decides; _elect wakes us on taking it
             try:
                 again = await asyncio.to_thread(self.reconciler.cycle, self._view())
             except Exception:
@@ -69,10 +79,20 @@ class Runner:
             else:
                 backoff = 0.25
 
+    async def _elect(self, elector: Elector) -> None:
+        while True:
+            try:
+                if await asyncio.to_thread(elector.step):
+                    self.wake(capacity=True)  # a new leader acts on the whole cache at once
+            except Exception:
+                log.exception("reading or renewing the lease failed; retrying")
+            await asyncio.sleep(elector.timing.retry_s)
+
     async def stop(self) -> None:
-        if self.task is not None:
-            self.task.cancel()
-            await asyncio.gather(self.task, return_exceptions=True)
+        tasks = [t for t in (self.task, self.electing) if t is not None]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
 
 
 # --- the cache ---------------------------------------------------------------------------
@@ -117,7 +137,7 @@ async def node_event(
     seen = None if type == "DELETED" else slim_node(body)
     if runner.nodes_seen.get(name) != seen:
         runner.nodes_seen[name] = seen
-        if seen is not None:
+        if seen is not None and runner.acting():
             runner.reconciler.node_changed(seen)
         runner.wake(capacity=True)
 

@@ -15,9 +15,8 @@ from typing import Any
 import pytest
 from kubernetes import client
 
-from berth.core.manifest import load_documents
 from berth.crds import GROUP, VERSION
-from tests.conftest import ROOT, own_control_plane
+from tests.conftest import own_control_plane
 from tests.kube import BerthProcess, Cluster, eventually, operator, recommender, training_job
 
 pytestmark = [pytest.mark.controlplane, pytest.mark.operator, pytest.mark.chaos, pytest.mark.slow]
@@ -184,49 +183,47 @@ def test_jobs_are_placed_by_the_named_fallback_after_the_recommender_dies(
         print(f"\n{len(placed)} jobs, recommender killed after 20: placed by {dict(by_source)}")
 
 
-def test_of_two_peered_replicas_one_acts_and_the_other_takes_over_when_it_dies(
+def test_of_two_replicas_the_lease_holder_alone_decides_and_the_other_takes_over_when_it_dies(
     env: Env, tmp_path: Path
 ) -> None:
-    peering = load_documents((ROOT / "crds" / "kopf-peering.yaml").read_text())[0]
-    client.ApiextensionsV1Api(env.cluster.api).create_custom_resource_definition(peering)
-    obj = {"apiVersion": "kopf.dev/v1", "kind": "ClusterKopfPeering", "metadata": {"name": "berth"}}
-    eventually(lambda: _create_peering(env, obj), what="the ClusterKopfPeering created")
     env.operator.stop()
     replicas = [
         operator(env.cluster.kubeconfig, tmp_path / f"replica-{i}.log", None) for i in range(2)
     ]
     for r in replicas:
-        r.argv += ["--peering", "berth"]
+        r.argv += ["--leader-elect", "default"]
         r.start()
     try:
-        ns = env.cluster.namespace("peered")
+        ns = env.cluster.namespace("elected")
         first = [training_job(f"first-{i:02d}", 1) for i in range(20)]
         create_all(env, ns, first)
         all_running(env, ns, len(first))
-        replicas[0].kill()
+        assert len(_deciders(env, ns, "first-")) == 1
+        holder = (
+            client.CoordinationV1Api(env.cluster.api)
+            .read_namespaced_lease("berth-operator", "default")
+            .spec.holder_identity
+        )
+        leader = next(r for r in replicas if holder.endswith(f"-{r.pid}"))
+        leader.kill()
         second = [training_job(f"second-{i:02d}", 1) for i in range(10)]
         create_all(env, ns, second)
         placed = all_running(env, ns, len(first) + len(second))
         counts = check_exactly_once(env, ns, placed)
         assert counts["jobs placed"] == 30
-        deciders = {
-            e.reporting_instance
-            for e in env.core.list_namespaced_event(ns).items
-            if e.reason == "Placed" and e.involved_object.name.startswith("second-")
-        }
+        check_no_device_promised_twice(env)
+        deciders = _deciders(env, ns, "second-")
         assert len(deciders) == 1  # the survivor alone
-        assert not any(d.endswith(f"-{replicas[0].pid}") for d in deciders)
+        assert not any(d.endswith(f"-{leader.pid}") for d in deciders)
     finally:
         for r in replicas:
             r.stop()
         env.operator.start()
 
 
-def _create_peering(env: Env, obj: dict[str, Any]) -> bool:
-    try:
-        env.jobs.create_cluster_custom_object("kopf.dev", "v1", "clusterkopfpeerings", obj)
-    except client.ApiException as exc:
-        if exc.status == 404:  # the CRD is not served yet
-            return False
-        raise
-    return True
+def _deciders(env: Env, ns: str, prefix: str) -> set[str]:
+    return {
+        e.reporting_instance
+        for e in env.core.list_namespaced_event(ns).items
+        if e.reason == "Placed" and e.involved_object.name.startswith(prefix)
+    }
