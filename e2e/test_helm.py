@@ -136,7 +136,8 @@ def test_every_rendered_object_is_valid_for_the_pinned_api_server(env: Env) -> N
     """Server-side dry run: the real API server of the pinned version checks every object
     against its own schemas, strictly (unknown fields are errors), every option turned on."""
     options = [
-        "operator.replicas=2", "retrain.enabled=true", "retrain.prometheusUrl=http://prom:9090",
+        "operator.replicas=2", "operator.prometheusUrl=http://prom:9090", "retrain.enabled=true",
+        "retrain.prometheusUrl=http://prom:9090",
         "recommender.autoscaling.enabled=true", "recommender.networkPolicy.enabled=true",
         "energy.idleWatts.NVIDIA-A100-SXM4-80GB=420", "recommender.driftPrometheusUrl=http://p:9090",
     ]  # fmt: skip

@@ -44,6 +44,20 @@ def add_parser(commands: Any) -> None:
         "operator acts alone",
     )
     p.add_argument(
+        "--prometheus-url",
+        default=os.environ.get("BERTH_PROMETHEUS_URL"),
+        help="where the workers' progress counters (berth_job_samples_total) are scraped: "
+        "running jobs' work left and rates are measured there, and resizes decided on them "
+        "(default $BERTH_PROMETHEUS_URL; without one, work left is modelled from predictions)",
+    )
+    p.add_argument(
+        "--measure-window",
+        type=float,
+        default=60.0,
+        metavar="SECONDS",
+        help="the window of one measured rate: at least two scrape intervals (default 60)",
+    )
+    p.add_argument(
         "--resize-period",
         type=float,
         default=Settings.period_s,
@@ -93,6 +107,9 @@ def run(args: argparse.Namespace) -> int:
     if args.resize_period < 0 or args.resize_min_interval < 0:
         print("error: --resize-period and --resize-min-interval must be >= 0", file=sys.stderr)
         return 2
+    if not args.measure_window >= 1:
+        print("error: --measure-window must be at least 1 s", file=sys.stderr)
+        return 2
     idle_watts = {}
     if args.energy_facts:
         try:
@@ -116,6 +133,7 @@ def run(args: argparse.Namespace) -> int:
     from berth.operator.events import INSTANCE
     from berth.operator.kube import KubeApi
     from berth.operator.leader import Elector, KubeLeases
+    from berth.operator.measurements import PrometheusProgress
     from berth.operator.metrics import Metrics
     from berth.operator.reconciler import Reconciler
     from berth.recommender.client import RecommenderClient
@@ -136,7 +154,17 @@ def run(args: argparse.Namespace) -> int:
     elastic = None
     if args.resize_period > 0:
         elastic = Settings(period_s=args.resize_period, min_interval_s=args.resize_min_interval)
-    reconciler = Reconciler(KubeApi(api), ask, metrics, elastic=elastic, idle_watts=idle_watts)
+    measurements = None
+    if args.prometheus_url:
+        measurements = PrometheusProgress.connect(args.prometheus_url, args.measure_window)
+    reconciler = Reconciler(
+        KubeApi(api),
+        ask,
+        metrics,
+        elastic=elastic,
+        idle_watts=idle_watts,
+        measurements=measurements,
+    )
     elector = None
     if args.leader_elect:
         elector = Elector(KubeLeases(api, args.leader_elect), INSTANCE)

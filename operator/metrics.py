@@ -39,6 +39,23 @@ class Metrics:
         self.queue = Gauge(
             "berth_operator_pending_jobs", "Jobs waiting for a placement.", registry=r
         )
+        self.measured_ratio = Histogram(
+            "berth_operator_measured_to_predicted_ratio",
+            "Running jobs' measured throughput over the recommender's prediction, at the "
+            "allocation they hold, each period they are measured.",
+            buckets=(0.25, 0.5, 0.67, 0.8, 0.9, 1.1, 1.25, 1.5, 2, 4),
+            registry=r,
+        )
+        self.measured_at = Gauge(
+            "berth_operator_last_measurement_timestamp_seconds",
+            "When a running job's progress was last read from Prometheus.",
+            registry=r,
+        )
+        self.measurement_failures = Counter(
+            "berth_operator_measurement_failures",
+            "Progress queries to Prometheus that failed (the job's work left is modelled).",
+            registry=r,
+        )
         self.api_conflicts = Counter(
             "berth_operator_api_conflicts",
             "Writes refused with 409 Conflict and retried with fresh state.",

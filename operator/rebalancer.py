@@ -5,6 +5,8 @@ children controller then adds and deletes the workers that follow from it."""
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import math
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
@@ -17,10 +19,13 @@ from berth.core.validation import InvalidObject
 from berth.operator import resizing, status
 from berth.operator.events import Events
 from berth.operator.forecasts import Forecasts
+from berth.operator.kube import Conflict
+from berth.operator.measurements import JobProgress, Measurements
 from berth.operator.metrics import Metrics
 from berth.operator.writer import StatusWriter
 from berth.placement.elastic import RunningJob, Settings, WaitingJob, rebalance
 
+log = logging.getLogger("berth.operator")
 Placed = list[tuple[Mapping[str, Any], Allocation]]
 
 
@@ -34,7 +39,9 @@ class Rebalancer:
         metrics: Metrics,
         clock: Callable[[], datetime],
         monotonic: Callable[[], float],
+        measurements: Measurements | None = None,
     ) -> None:
+        self.measurements = measurements
         self.settings, self.writer, self.events = settings, writer, events
         self.forecasts, self.metrics, self.clock, self.monotonic = (
             forecasts,
@@ -61,6 +68,8 @@ class Rebalancer:
         now = self.clock()
         running: list[RunningJob] = []
         by_uid = {}
+        progress: dict[str, dict[str, Any]] = {}  # uid -> status.progress, when measured
+        # 1. The running jobs as the policy sees them: measured where Prometheus knows them.
         for job, _ in placed:
             parsed = parse(job)
             current = self.writer.current(job)[1]
@@ -72,10 +81,15 @@ class Rebalancer:
                 continue  # resized only once its workers run, never mid-start
             uid = job["metadata"]["uid"]
             found = self.forecasts.of_placed(uid, parsed, snapshot)
-            running.append(resizing.running_job(uid, parsed, current, found, now))
+            measured = self.measure(job, current, now)
+            if measured is not None:
+                progress[uid] = resizing.progress_status(parsed, current, found, measured)
+                self.observe(progress[uid])
+            running.append(resizing.running_job(uid, parsed, current, found, now, measured))
             by_uid[uid] = job
         if not running:
             return placed
+        # 2. The queue, for the shrinks that admit waiting jobs.
         types = sorted({n.accelerator.type for n in snapshot.nodes if n.accelerator.type})
         queue = []
         for job in waiting:
@@ -83,6 +97,7 @@ class Rebalancer:
             if not isinstance(parsed, InvalidObject) and self.writer.placement(job) is None:
                 allowed = tuple(t for t in types if parsed.accelerators.allows(t))
                 queue.append(WaitingJob(job["metadata"]["name"], parsed, allowed))
+        # 3. Each resize written (with what was measured), then announced.
         changed: dict[str, Allocation] = {}
         for r in rebalance(snapshot, running, queue, now.timestamp(), self.settings):
             job = by_uid[r.id]
@@ -95,9 +110,39 @@ class Rebalancer:
                 f"{r.reason} ({r.predicted_gain} predicted)"
             )
             update = status.Condition("Running", True, "Resized", message)
-            if not self.writer.write(job, status.RESIZING, [update], now, placement, history):
+            written = self.writer.write(
+                job, status.RESIZING, [update], now, placement, history, progress.pop(r.id, None)
+            )
+            if not written:
                 continue
             changed[r.id] = Allocation.of(r.type, r.shares)
             self.metrics.resizes.inc()
             self.events.post(job, "Normal", "Resized", message)
+        # 4. What was measured of the others; a conflict waits for the next period.
+        for uid, fields in progress.items():
+            with contextlib.suppress(Conflict):
+                self.writer.write(by_uid[uid], status.RUNNING, [], now, progress=fields)
         return [(j, changed.get(j["metadata"]["uid"], p)) for j, p in placed]
+
+    def measure(
+        self, job: Mapping[str, Any], current: Mapping[str, Any], now: datetime
+    ) -> JobProgress | None:
+        since = resizing.running_since(current)
+        if self.measurements is None or since is None:
+            return None
+        meta = job["metadata"]
+        try:
+            return self.measurements.of(meta["namespace"], meta["name"], since, now)
+        except Exception as exc:  # Prometheus down or odd: work left is modelled this period
+            self.metrics.measurement_failures.inc()
+            log.warning("progress of %s/%s not measured: %s", meta["namespace"], meta["name"], exc)
+            return None
+
+    def observe(self, progress: Mapping[str, Any]) -> None:
+        self.metrics.measured_at.set(self.clock().timestamp())
+        measured, predicted = (
+            progress.get("measuredThroughput"),
+            progress.get("predictedThroughput"),
+        )
+        if measured and predicted:
+            self.metrics.measured_ratio.observe(measured / predicted)

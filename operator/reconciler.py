@@ -34,6 +34,7 @@ from berth.operator.children import Children
 from berth.operator.events import Events
 from berth.operator.forecasts import Forecasts
 from berth.operator.kube import ApiError, Conflict, Invalid, Kube
+from berth.operator.measurements import Measurements
 from berth.operator.metrics import Metrics
 from berth.operator.rebalancer import Placed, Rebalancer
 from berth.operator.state import capacity_pods, claims
@@ -78,6 +79,7 @@ class Reconciler:
         idle_watts: Mapping[str, float] | None = None,
         monotonic: Callable[[], float] = time.monotonic,
         events: Events | None = None,
+        measurements: Measurements | None = None,
     ) -> None:
         self.metrics, self.clock, self.elastic = metrics, clock, elastic
         self.idle_watts = dict(idle_watts or {})  # the cluster's energy facts (--energy-facts)
@@ -89,7 +91,14 @@ class Reconciler:
             None
             if elastic is None
             else Rebalancer(
-                elastic, self.writer, self.events, self.forecasts, metrics, clock, monotonic
+                elastic,
+                self.writer,
+                self.events,
+                self.forecasts,
+                metrics,
+                clock,
+                monotonic,
+                measurements,
             )
         )
         self.waiting: dict[str, tuple[int, int | None, str]] = {}  # epoch, generation, message

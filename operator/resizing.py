@@ -2,9 +2,12 @@
 
 The policy itself is placement/elastic.py, the same the simulator runs. Here a running job's
 recorded placement and resizes become a RunningJob, a Resize becomes the new status.placement
-and a status.resizes entry, and the recorded placement says which worker Pods are stale. Work
-left is MODELLED from the predicted rate of each allocation since the job started running,
-until measured progress is fed back.
+and a status.resizes entry, and the recorded placement says which worker Pods are stale.
+
+The closed loop: once the job's progress counter has been scraped, work left is what it says
+(measured), and every prediction is conditioned on the rates measured (core/posterior.py);
+until then work left is MODELLED from the predicted rate of each allocation since the job
+started running, and status.progress says which.
 """
 
 from __future__ import annotations
@@ -16,8 +19,10 @@ from typing import Any
 
 from berth.core.allocation import Allocation
 from berth.core.job import AcceleratorJob
+from berth.core.posterior import condition
 from berth.core.prediction import Key, Prediction
 from berth.core.snapshot import GPU_RESOURCE
+from berth.operator.measurements import JobProgress
 from berth.operator.status import ResizeEntry, allocation_of, allocation_status
 from berth.placement.elastic import Resize, RunningJob, by_type
 from berth.placement.plan import deadline_budget
@@ -29,10 +34,11 @@ def _time(text: str) -> float:
     return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
 
 
-def _since_running(status: Mapping[str, Any]) -> float | None:
+def running_since(status: Mapping[str, Any]) -> datetime | None:
+    """When the job's workers first all ran (its Running condition turned True)."""
     for c in status.get("conditions") or ():
         if c.get("type") == "Running" and c.get("status") == "True":
-            return _time(c["lastTransitionTime"])
+            return datetime.fromisoformat(c["lastTransitionTime"].replace("Z", "+00:00"))
     return None
 
 
@@ -45,15 +51,15 @@ def remaining_samples(
     """Work left, MODELLED: total work less the predicted rate of each allocation over the
     time it held, from when the workers first ran; None without a known amount of work."""
     total = job.workload.total_samples
-    started = _since_running(status)
-    if total is None or started is None:
+    began = running_since(status)
+    if total is None or began is None:
         return None
     placement = status["placement"]
     resizes = [r for r in status.get("resizes") or () if "time" in r]
     held: Key = (str(placement["type"]), int(placement["count"]))
     if resizes:  # the allocation it started on
         held = (str(resizes[0].get("fromType", held[0])), int(resizes[0]["fromCount"]))
-    done, since = 0.0, started
+    done, since = 0.0, began.timestamp()
     for r in resizes:
         at = max(_time(r["time"]), since)
         done += _rate(found, held) * (at - since)
@@ -73,13 +79,20 @@ def running_job(
     status: Mapping[str, Any],
     found: Mapping[Key, Prediction],
     now: datetime,
+    progress: JobProgress | None = None,
 ) -> RunningJob:
-    """`found`: the job's predictions on every allowed (type, count)."""
+    """`found`: the job's predictions on every allowed (type, count), the prior; `progress`:
+    what was measured of it, when anything was."""
     held = allocation_of(status["placement"])
     type_id, shares = held.type, held.shares
     resizes = status.get("resizes") or ()
     last = _time(resizes[-1]["time"]) if resizes else -math.inf
     remaining = remaining_samples(job, status, found, now.timestamp())
+    total = job.workload.total_samples
+    if progress is not None and progress.samples_done is not None and total is not None:
+        remaining = max(total - progress.samples_done, 0.0)
+    if progress is not None and progress.measured:
+        found = condition(found, progress.measured)
     deadline = deadline_budget(job, now)  # None without known work: no remaining to judge by
     here, elsewhere = by_type(found, type_id)
     return RunningJob(
@@ -156,3 +169,36 @@ def stale_workers(
     if 0 in stale:
         stale = list(workers)
     return sorted(workers[k] for k in stale)
+
+
+def progress_status(
+    job: AcceleratorJob,
+    status: Mapping[str, Any],
+    prior: Mapping[Key, Prediction],
+    progress: JobProgress,
+) -> dict[str, Any]:
+    """status.progress: what was measured of the job at its allocation, what the recommender
+    predicted there, and what berth now plans with (the prior conditioned on the measured)."""
+    held: Key = (str(status["placement"]["type"]), int(status["placement"]["count"]))
+    out: dict[str, Any] = {"workLeft": "modelled", "measuredAt": _stamp(progress.at)}
+    total = job.workload.total_samples
+    if progress.samples_done is not None:
+        out["samplesDone"] = progress.samples_done
+        if total is not None:
+            out["workLeft"] = "measured"
+    windows = [r for m in progress.measured if (m.type, m.count) == held for r in m.rates]
+    out["measurements"] = sum(len(m.rates) for m in progress.measured)
+    if windows:
+        out["measuredThroughput"] = sum(windows) / len(windows)
+    before = prior.get(held)
+    if before is not None:
+        out["predictedThroughput"] = before.throughput.value
+        after = condition(prior, progress.measured).get(held, before)
+        out["plannedThroughput"] = after.throughput.value
+        if after.throughput.provenance.uncertainty is not None:
+            out["uncertainty"] = after.throughput.provenance.uncertainty
+    return out
+
+
+def _stamp(t: datetime) -> str:
+    return t.isoformat().replace("+00:00", "Z")

@@ -52,6 +52,7 @@ class StatusWriter:
         now: datetime,
         placement: Mapping[str, Any] | None = None,
         resizes: Sequence[Mapping[str, Any]] | None = None,
+        progress: Mapping[str, Any] | None = None,
     ) -> bool:
         """Patch the status on the latest version known here, never on top of a newer one: a
         write from stale state (a peer that has just been paused, a cache behind) raises
@@ -70,6 +71,8 @@ class StatusWriter:
             fields["placement"] = placement
         if resizes is not None:
             fields["resizes"] = list(resizes)
+        if progress is not None:
+            fields["progress"] = dict(progress)
         body = {"metadata": {"resourceVersion": rv}, "status": fields}
         try:
             got = self.kube.patch_job_status(ns, name, body)

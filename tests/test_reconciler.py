@@ -13,11 +13,13 @@ import pytest
 
 from berth.core.cluster import node_objects, parse_cluster
 from berth.core.job import parse_job
+from berth.core.posterior import Measured
 from berth.core.validation import apply_defaults
 from berth.crds import acceleratorjob_schema
 from berth.operator import decision
 from berth.operator.events import Events
 from berth.operator.kube import Invalid
+from berth.operator.measurements import JobProgress, Measurements
 from berth.operator.metrics import Metrics
 from berth.operator.reconciler import Reconciler, View
 from berth.placement.elastic import Settings
@@ -63,12 +65,18 @@ def pod(owner: str, k: int, node: str, phase: str = "Running") -> dict[str, Any]
 class World:
     """A reconciler on a fake API with the clock stopped at NOW."""
 
-    def __init__(self, *jobs: dict[str, Any], elastic: Settings | None = None) -> None:
+    def __init__(
+        self,
+        *jobs: dict[str, Any],
+        elastic: Settings | None = None,
+        measurements: Measurements | None = None,
+    ) -> None:
         self.kube = FakeKube({("ns", j["metadata"]["name"]): j for j in jobs})
         self.monotonic = 0.0
         self.reconciler = Reconciler(
             self.kube, None, METRICS, clock=lambda: NOW, elastic=elastic,
             monotonic=lambda: self.monotonic, events=Events(self.kube, lambda: NOW, Inline()),
+            measurements=measurements,
         )  # fmt: skip
 
     def cycle(
@@ -169,6 +177,58 @@ def test_the_elastic_policy_runs_once_per_period_on_the_injected_clock() -> None
     assert not rebalancer.due()
     world.monotonic = 300.0
     assert rebalancer.due()
+
+
+class Measuring:
+    """Prometheus as the rebalancer sees it: the job ran at `fraction` of its predicted rate."""
+
+    def __init__(self, fraction: float) -> None:
+        self.fraction = fraction
+        self.asked: list[tuple[str, str]] = []
+        self.held: tuple[str, int, float] = ("", 0, 0.0)
+
+    def of(self, namespace: str, name: str, since: datetime, now: datetime) -> JobProgress:
+        self.asked.append((namespace, name))
+        type_id, count, predicted = self.held
+        rate = self.fraction * predicted
+        return JobProgress(1000.0, (Measured(type_id, count, (rate, rate)),), now)
+
+
+WORK = {"kind": "training", "model": "resnet50", "batchSize": 64,
+        "totalWork": {"samples": 10**9}}  # fmt: skip
+
+
+def running_elastic(world: World, measuring: Measuring) -> dict[str, Any]:
+    """An elastic job placed and Running, then one elastic period with what was measured."""
+    world.cycle([job(elastic=True, workload=WORK)])
+    placed = world.stored("train")
+    held = placed["status"]["placement"]
+    measuring.held = (held["type"], held["count"], held["predicted"]["throughput"])
+    workers = [pod("train", k, n["name"]) for k, n in enumerate(held["nodes"])]
+    world.cycle([placed], workers)
+    world.monotonic += 300
+    world.cycle([world.stored("train")], workers)
+    return world.stored("train")
+
+
+def test_a_running_jobs_status_shows_what_was_measured_and_what_the_plan_now_uses() -> None:
+    measuring = Measuring(0.5)
+    world = World(
+        job(elastic=True, workload=WORK), elastic=Settings(period_s=300), measurements=measuring
+    )
+    progress = running_elastic(world, measuring)["status"]["progress"]
+    assert measuring.asked and measuring.asked[-1] == ("ns", "train")
+    assert progress["workLeft"] == "measured" and progress["samplesDone"] == 1000.0
+    assert progress["measurements"] == 2
+    predicted, measured = progress["predictedThroughput"], progress["measuredThroughput"]
+    assert measured == pytest.approx(predicted / 2)
+    assert abs(progress["plannedThroughput"] / measured - 1) < 0.1  # corrected, not the prior
+    assert 0 < progress["uncertainty"] < 0.5
+
+
+def test_without_prometheus_work_left_is_modelled_and_no_progress_is_written() -> None:
+    world = World(job(elastic=True, workload=WORK), elastic=Settings(period_s=300))
+    assert "progress" not in running_elastic(world, Measuring(0.5))["status"]
 
 
 def test_a_node_berth_cannot_use_is_told_once_per_problem() -> None:

@@ -1,0 +1,115 @@
+"""What a running job has really done, from its progress counter in Prometheus (the contract of
+profiler/progress.py: berth_job_samples_total, labelled with the job, its accelerator type and
+its world size, summed over the job's pods).
+
+Prometheus keeps the history, so an operator that restarts asks again and loses nothing. Two
+queries per job and period: the samples done since the job first ran (increase() counts across
+the counter resets every resize's restart makes), and the job's rate in consecutive windows of
+`window_s`, by the (type, count) it held in each.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, Protocol
+
+from berth.core.posterior import Measured
+from berth.profiler.progress import METRIC
+
+WINDOWS = 8  # the latest windows per (type, count) kept: more move the posterior no further
+
+
+@dataclass(frozen=True)
+class JobProgress:
+    samples_done: float | None  # None: the counter has not been scraped yet
+    measured: tuple[Measured, ...]  # rates per window, by the (type, count) held in each
+    at: datetime
+
+
+class Query(Protocol):
+    """PrometheusConnect's methods this uses."""
+
+    def custom_query(self, query: str, params: Any = None, timeout: Any = None) -> Any: ...
+
+    def custom_query_range(
+        self,
+        query: str,
+        start_time: datetime,
+        end_time: datetime,
+        step: str,
+        params: Any = None,
+        timeout: Any = None,
+    ) -> Any: ...
+
+
+class Measurements(Protocol):
+    def of(self, namespace: str, name: str, since: datetime, now: datetime) -> JobProgress: ...
+
+
+def _selector(namespace: str, name: str) -> str:
+    def quoted(v: str) -> str:
+        return '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+    return f"{METRIC}_total{{namespace={quoted(namespace)},berth_job={quoted(name)}}}"
+
+
+def _finite(value: Any) -> float | None:
+    try:
+        x = float(value)
+    except (TypeError, ValueError):
+        return None
+    return x if math.isfinite(x) and x >= 0 else None
+
+
+class PrometheusProgress:
+    def __init__(self, prom: Query, window_s: float, timeout_s: float = 5.0) -> None:
+        self.prom, self.window_s, self.timeout_s = prom, window_s, timeout_s
+
+    @staticmethod
+    def connect(url: str, window_s: float) -> PrometheusProgress:
+        from prometheus_api_client import PrometheusConnect
+
+        return PrometheusProgress(PrometheusConnect(url=url, disable_ssl=True), window_s)
+
+    def of(self, namespace: str, name: str, since: datetime, now: datetime) -> JobProgress:
+        series = _selector(namespace, name)
+        ran_s = max((now - since).total_seconds(), 0.0)
+        done = None
+        if ran_s >= 1:
+            query = f"sum(increase({series}[{ran_s:.0f}s]))"
+            answer = self.prom.custom_query(query, timeout=self.timeout_s)
+            if answer:
+                done = _finite(answer[0]["value"][1])
+        step = timedelta(seconds=self.window_s)
+        start = max(since + step, now - WINDOWS * step)
+        measured: list[Measured] = []
+        if start < now:
+            rates = self.prom.custom_query_range(
+                f"sum by (accelerator, world_size) (rate({series}[{self.window_s:.0f}s]))",
+                start,
+                now,
+                f"{self.window_s:.0f}s",
+                timeout=self.timeout_s,
+            )
+            measured = _windows(rates)
+        return JobProgress(done, tuple(measured), now)
+
+
+def _windows(answer: Sequence[dict[str, Any]]) -> list[Measured]:
+    """Non-overlapping windows (the step is the window), positive rates only: a window across
+    a restart or before the first step says nothing of the job's speed."""
+    out = []
+    for s in answer:
+        labels = s.get("metric") or {}
+        try:
+            count = int(labels.get("world_size", ""))
+        except ValueError:
+            continue
+        type_id = str(labels.get("accelerator") or "")
+        rates = [r for _, v in s.get("values") or () if (r := _finite(v)) is not None and r > 0]
+        if type_id and count > 0 and rates:
+            out.append(Measured(type_id, count, tuple(rates[-WINDOWS:])))
+    return out
