@@ -14,6 +14,8 @@ from typing import Any
 
 from berth.core.allocation import Allocation
 from berth.core.job import AcceleratorJob
+from berth.core.posterior import Prior
+from berth.core.prediction import Key, Prediction
 from berth.core.snapshot import ClusterSnapshot
 from berth.core.validation import InvalidObject
 from berth.operator import resizing, status
@@ -50,6 +52,8 @@ class Rebalancer:
             monotonic,
         )
         self.last = -math.inf  # monotonic
+        # uid -> (the predictions kept for it, arranged to be conditioned)
+        self.priors: dict[str, tuple[Mapping[Key, Prediction], Prior]] = {}
 
     def due(self) -> bool:
         if self.monotonic() - self.last < self.settings.period_s:
@@ -82,10 +86,12 @@ class Rebalancer:
             uid = job["metadata"]["uid"]
             found = self.forecasts.of_placed(uid, parsed, snapshot)
             measured = self.measure(job, current, now)
+            planned = found
             if measured is not None:
-                progress[uid] = resizing.progress_status(parsed, current, found, measured)
+                planned = self.prior(uid, found).condition(measured.measured)
+                progress[uid] = resizing.progress_status(parsed, current, found, planned, measured)
                 self.observe(progress[uid])
-            running.append(resizing.running_job(uid, parsed, current, found, now, measured))
+            running.append(resizing.running_job(uid, parsed, current, planned, now, measured))
             by_uid[uid] = job
         if not running:
             return placed
@@ -123,6 +129,12 @@ class Rebalancer:
             with contextlib.suppress(Conflict):
                 self.writer.write(by_uid[uid], status.RUNNING, [], now, progress=fields)
         return [(j, changed.get(j["metadata"]["uid"], p)) for j, p in placed]
+
+    def prior(self, uid: str, found: Mapping[Key, Prediction]) -> Prior:
+        kept = self.priors.get(uid)
+        if kept is None or kept[0] is not found:
+            kept = self.priors[uid] = (found, Prior(found))
+        return kept[1]
 
     def measure(
         self, job: Mapping[str, Any], current: Mapping[str, Any], now: datetime

@@ -184,6 +184,8 @@ class Reconciler:
         self.writer.forget_except(uids)
         self.children.forget_except(uids)
         self.forecasts.forget_except(uids)
+        if self.rebalancer is not None:
+            self.rebalancer.priors = {u: p for u, p in self.rebalancer.priors.items() if u in uids}
         self.waiting = {u: w for u, w in self.waiting.items() if u in uids}
         self.parsed = {k: v for k, v in self.parsed.items() if k[0] in uids}
 

@@ -19,7 +19,6 @@ from typing import Any
 
 from berth.core.allocation import Allocation
 from berth.core.job import AcceleratorJob
-from berth.core.posterior import condition
 from berth.core.prediction import Key, Prediction
 from berth.core.snapshot import GPU_RESOURCE
 from berth.operator.measurements import JobProgress
@@ -81,8 +80,8 @@ def running_job(
     now: datetime,
     progress: JobProgress | None = None,
 ) -> RunningJob:
-    """`found`: the job's predictions on every allowed (type, count), the prior; `progress`:
-    what was measured of it, when anything was."""
+    """`found`: the job's predictions on every allowed (type, count), conditioned on what was
+    measured when anything was; `progress`: what was measured of it."""
     held = allocation_of(status["placement"])
     type_id, shares = held.type, held.shares
     resizes = status.get("resizes") or ()
@@ -91,8 +90,6 @@ def running_job(
     total = job.workload.total_samples
     if progress is not None and progress.samples_done is not None and total is not None:
         remaining = max(total - progress.samples_done, 0.0)
-    if progress is not None and progress.measured:
-        found = condition(found, progress.measured)
     deadline = deadline_budget(job, now)  # None without known work: no remaining to judge by
     here, elsewhere = by_type(found, type_id)
     return RunningJob(
@@ -175,6 +172,7 @@ def progress_status(
     job: AcceleratorJob,
     status: Mapping[str, Any],
     prior: Mapping[Key, Prediction],
+    planned: Mapping[Key, Prediction],
     progress: JobProgress,
 ) -> dict[str, Any]:
     """status.progress: what was measured of the job at its allocation, what the recommender
@@ -193,7 +191,7 @@ def progress_status(
     before = prior.get(held)
     if before is not None:
         out["predictedThroughput"] = before.throughput.value
-        after = condition(prior, progress.measured).get(held, before)
+        after = planned.get(held, before)
         out["plannedThroughput"] = after.throughput.value
         if after.throughput.provenance.uncertainty is not None:
             out["uncertainty"] = after.throughput.provenance.uncertainty

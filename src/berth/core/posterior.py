@@ -25,8 +25,9 @@ error are taken whole from the second on.
 from __future__ import annotations
 
 import math
+import statistics
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -57,60 +58,77 @@ def _sigma(p: Prediction) -> float:
     return math.log1p(DEFAULT_UNCERTAINTY if u is None else max(u, 0.01))
 
 
-def _kernel(a: Sequence[Key], b: Sequence[Key], s2: float) -> np.ndarray:
-    ta = np.array([t for t, _ in a])[:, None]
-    tb = np.array([t for t, _ in b])[None, :]
-    la = np.log2([c for _, c in a])[:, None]
-    lb = np.log2([c for _, c in b])[None, :]
-    same = ta == tb
-    scale = np.exp(-((la - lb) ** 2) / 2.0)
-    out: np.ndarray = s2 * (JOB_SHARE + same * (TYPE_SHARE + SCALE_SHARE * scale))
-    return out
+class Prior:
+    """A job's predictions arranged once, to be conditioned every period on what was
+    measured by then (the operator and the simulator keep one per job)."""
+
+    def __init__(self, predictions: Mapping[Key, Prediction]) -> None:
+        self.predictions = dict(predictions)
+        self.keys = sorted(self.predictions)
+        self.s2 = statistics.median([_sigma(p) for p in self.predictions.values()] or [0.0]) ** 2
+        self.codes: dict[str, int] = {}
+        self.types = np.array([self.codes.setdefault(t, len(self.codes)) for t, _ in self.keys])
+        self.logs = np.log2([c for _, c in self.keys]) if self.keys else np.zeros(0)
+
+    def _kernel(
+        self, types: np.ndarray, logs: np.ndarray, at_t: np.ndarray, at_l: np.ndarray
+    ) -> np.ndarray:
+        same = types[:, None] == at_t[None, :]
+        scale = np.exp(-((logs[:, None] - at_l[None, :]) ** 2) / 2.0)
+        out: np.ndarray = self.s2 * (JOB_SHARE + same * (TYPE_SHARE + SCALE_SHARE * scale))
+        return out
+
+    def condition(
+        self, measured: Sequence[Measured], noise: float = NOISE
+    ) -> dict[Key, Prediction]:
+        """Every candidate, its throughput conditioned on `measured`; its uncertainty the
+        posterior's. Measurements of candidates the prior lacks still inform the others."""
+        merged: dict[Key, tuple[float, ...]] = {}
+        for g in measured:
+            if all(r > 0 and math.isfinite(r) for r in g.rates):
+                merged[(g.type, g.count)] = merged.get((g.type, g.count), ()) + g.rates
+        groups = [(k, rates) for k, rates in sorted(merged.items()) if rates]
+        if not groups or not self.keys:
+            return dict(self.predictions)
+        s = math.sqrt(self.s2)
+        errors = []
+        for (t, c), rates in groups:
+            base = self.predictions.get((t, c)) or _nearest(self.predictions, t, c)
+            err = sum(math.log(r) for r in rates) / len(rates) - math.log(base.throughput.value)
+            bound = CLIP * s * len(rates)
+            errors.append(min(max(err, -bound), bound))
+        codes = dict(self.codes)
+        at_t = np.array([codes.setdefault(t, len(codes)) for (t, _), _ in groups])
+        at_l = np.log2([c for (_, c), _ in groups])
+        gram = self._kernel(at_t, at_l, at_t, at_l)
+        gram[np.diag_indices_from(gram)] += [noise**2 / len(rates) for _, rates in groups]
+        cross = self._kernel(self.types, self.logs, at_t, at_l)
+        solved = np.linalg.solve(gram, np.column_stack([np.array(errors), cross.T]))
+        factors = np.exp(cross @ solved[:, 0]).tolist()
+        var = self.s2 - (cross * solved[:, 1:].T).sum(axis=1)
+        spreads = np.expm1(np.sqrt(np.maximum(var, 0.0))).tolist()
+        n = sum(len(rates) for _, rates in groups)
+        details: dict[str, str] = {}
+        out = {}
+        for k, factor, spread in zip(self.keys, factors, spreads, strict=True):
+            p = self.predictions[k]
+            was = p.throughput.provenance.detail
+            if was not in details:
+                details[was] = f"{was}, conditioned on {n} measured rates"
+            figure = Figure(
+                p.throughput.value * factor,
+                p.throughput.unit,
+                Provenance(Origin.PREDICTED, details[was], spread),
+            )
+            out[k] = Prediction(figure, p.device_watts)
+        return out
 
 
 def condition(
     prior: Mapping[Key, Prediction], measured: Sequence[Measured], noise: float = NOISE
 ) -> dict[Key, Prediction]:
-    """Every candidate of `prior`, its throughput conditioned on `measured`; its uncertainty
-    the posterior's. Measurements of candidates the prior lacks still inform the others."""
-    merged: dict[Key, tuple[float, ...]] = {}
-    for g in measured:
-        if all(r > 0 and math.isfinite(r) for r in g.rates):
-            merged[(g.type, g.count)] = merged.get((g.type, g.count), ()) + g.rates
-    groups = [Measured(t, c, rates) for (t, c), rates in sorted(merged.items()) if rates]
-    keys = sorted(prior)
-    if not groups or not keys:
-        return dict(prior)
-    s2 = float(np.median([_sigma(prior[k]) for k in keys])) ** 2
-    s = math.sqrt(s2)
-    at: list[Key] = []
-    errors = []
-    for g in groups:
-        base = prior.get((g.type, g.count))
-        if base is None:  # no prior of its own: the nearest count of its type, else any
-            base = _nearest(prior, g.type, g.count)
-        at.append((g.type, g.count))
-        err = float(np.mean(np.log(g.rates))) - math.log(base.throughput.value)
-        bound = CLIP * s * len(g.rates)
-        errors.append(min(max(err, -bound), bound))
-    noise_var = np.array([noise**2 / len(g.rates) for g in groups])
-    gram = _kernel(at, at, s2) + np.diag(noise_var)
-    cross = _kernel(keys, at, s2)
-    weights = np.linalg.solve(gram, np.array(errors))
-    mean = cross @ weights
-    var = s2 - np.einsum("ij,ji->i", cross, np.linalg.solve(gram, cross.T))
-    n = sum(len(g.rates) for g in groups)
-    out = {}
-    for k, shift, v in zip(keys, mean, var, strict=True):
-        p = prior[k]
-        detail = f"{p.throughput.provenance.detail}, conditioned on {n} measured rates"
-        figure = Figure(
-            p.throughput.value * math.exp(float(shift)),
-            p.throughput.unit,
-            Provenance(Origin.PREDICTED, detail, math.expm1(math.sqrt(max(float(v), 0.0)))),
-        )
-        out[k] = replace(p, throughput=figure)
-    return out
+    """`prior` conditioned on `measured` (see Prior.condition)."""
+    return Prior(prior).condition(measured, noise)
 
 
 def _nearest(prior: Mapping[Key, Prediction], type_id: str, count: int) -> Prediction:

@@ -20,19 +20,25 @@ class FreeDevices:
         self.nodes = {n.name: n for n in snapshot.nodes}
         self.free = {n.name: devices_free(n) for n in snapshot.nodes if n.usable}
         self.needs: dict[int, tuple[WorkerNeed, int | None]] = {}  # by id(job), this call
+        # (what a worker needs, device memory, type) -> the nodes it may use; jobs alike share
+        self.usable: dict[tuple[int, int, str, int | None, str], list[str]] = {}
         self.of_type: dict[str | None, list[str]] = {}
         for name in self.free:
             self.of_type.setdefault(self.type[name], []).append(name)
 
     def eligible(self, job: AcceleratorJob, type_id: str) -> list[str]:
+        """The nodes of `type_id` a worker of `job` may use (not to be mutated: shared)."""
         need, mib = self._need(job)
-        # A full node still counts: devices freed on it by a shrink are usable there.
-        fits = (None, "no free device", "busy")
-        return [
-            name
-            for name in self.of_type.get(type_id, ())
-            if why_not(self.nodes[name], type_id, need, mib) in fits
-        ]
+        key = (need.cpu_millis, need.memory_bytes, repr(need.tolerations), mib, type_id)
+        if key not in self.usable:
+            # A full node still counts: devices freed on it by a shrink are usable there.
+            fits = (None, "no free device", "busy")
+            self.usable[key] = [
+                name
+                for name in self.of_type.get(type_id, ())
+                if why_not(self.nodes[name], type_id, need, mib) in fits
+            ]
+        return self.usable[key]
 
     def _need(self, job: AcceleratorJob) -> tuple[WorkerNeed, int | None]:
         if id(job) not in self.needs:

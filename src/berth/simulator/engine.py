@@ -34,7 +34,7 @@ from datetime import UTC, datetime, timedelta
 
 from berth.core.allocation import Shares
 from berth.core.job import AcceleratorJob
-from berth.core.posterior import NOISE, Measured, condition
+from berth.core.posterior import NOISE, Measured, Prior
 from berth.core.prediction import Key, Prediction
 from berth.core.snapshot import ClusterSnapshot, NodeState, Resources
 from berth.placement.elastic import (
@@ -201,6 +201,7 @@ class Simulation:
         self.awake_since: dict[str, float] = {}
         self.run = Run()
         self.told: dict[str, Mapping[tuple[str, int], Prediction]] = {}
+        self.priors: dict[str, Prior] = {}  # job -> its predictions, to condition
         # (job, type) -> (count -> prediction on it, (type, count) -> prediction elsewhere)
         self.scaling: dict[
             tuple[str, str], tuple[dict[int, Prediction], dict[Key, Prediction]]
@@ -407,8 +408,10 @@ class Simulation:
             self.record_error(here.get(live.count), live, measured=False)
             return here, elsewhere, left
         if live.conditioned is None:
+            if job.id not in self.priors:
+                self.priors[job.id] = Prior(prior)
             windows = [Measured(t, c, rates) for (t, c), rates in live.windows.items()]
-            live.conditioned = condition(prior, windows, measuring.noise)
+            live.conditioned = self.priors[job.id].condition(windows, measuring.noise)
         here, elsewhere = by_type(live.conditioned, live.type)
         self.record_error(here.get(live.count), live, measured=True)
         return here, elsewhere, live.remaining
