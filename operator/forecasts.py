@@ -4,11 +4,12 @@ and each placed job's predictions kept for the elastic policy (asked again after
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from berth.core import tables
 from berth.core.job import AcceleratorJob
+from berth.core.posterior import KIN_NOISE, Measured, Prior
 from berth.core.prediction import Prediction
 from berth.core.snapshot import ClusterSnapshot
 from berth.operator import predictions
@@ -16,6 +17,7 @@ from berth.placement.fallback import SpecTransfer
 from berth.placement.roofline import Roofline
 from berth.recommender.client import RecommenderUnavailable
 
+KIN_JOBS = 8  # jobs of one (model, batch) whose measurements are kept for the next ones
 BREAKER_S = 10.0  # after a failed call, skip the recommender this long (no timeout per job)
 
 
@@ -29,6 +31,10 @@ class Forecasts:
         self.breaker_until = 0.0
         self.breaker_reason = ""
         self.kept: dict[str, dict[tuple[str, int], Prediction]] = {}  # uid -> (type, count) ->
+        # (model, batch) -> uid -> the latest windows measured of a job of that kind, for
+        # KIN_JOBS jobs: a new one's prior is conditioned on them (rebuilt after a restart as
+        # the running jobs are measured again)
+        self.kin: dict[tuple[str, int], dict[str, tuple[Measured, ...]]] = {}
 
     def forget_except(self, uids: set[str]) -> None:
         self.kept = {k: v for k, v in self.kept.items() if k in uids}
@@ -36,7 +42,30 @@ class Forecasts:
     def predict(self, job: AcceleratorJob, snapshot: ClusterSnapshot) -> predictions.Predicted:
         rows = predictions.offers(job, snapshot)
         ask, skipped = self._guarded()
-        return predictions.predict(job, rows, ask, self.spec_transfer, self.roofline, skipped)
+        found = predictions.predict(job, rows, ask, self.spec_transfer, self.roofline, skipped)
+        kind = _kind(job)
+        jobs = self.kin.get(kind, {}) if kind is not None else {}
+        seen = [m for measured in jobs.values() for m in measured]
+        if not seen or not found.predictions:
+            return found
+        n = sum(len(m.rates) for m in seen)
+        note = f", conditioned on {n} windows measured of {job.workload.model} jobs"
+        return predictions.Predicted(
+            Prior(found.predictions).condition(seen, KIN_NOISE),
+            {k: s + note for k, s in found.sources.items()},
+            found.degraded,
+        )
+
+    def learn(self, uid: str, job: AcceleratorJob, measured: Sequence[Measured]) -> None:
+        """Keep what was last measured of a running job for the next jobs of its kind."""
+        kind = _kind(job)
+        if kind is None or not measured:
+            return
+        jobs = self.kin.setdefault(kind, {})
+        jobs.pop(uid, None)
+        jobs[uid] = tuple(measured)
+        while len(jobs) > KIN_JOBS:
+            del jobs[next(iter(jobs))]  # the longest unmeasured
 
     def of_placed(
         self, uid: str, job: AcceleratorJob, snapshot: ClusterSnapshot
@@ -64,3 +93,8 @@ class Forecasts:
                 raise
 
         return guarded, ""
+
+
+def _kind(job: AcceleratorJob) -> tuple[str, int] | None:
+    w = job.workload
+    return None if w.model is None or w.batch_size is None else (w.model, w.batch_size)

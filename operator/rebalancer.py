@@ -88,6 +88,7 @@ class Rebalancer:
             measured = self.measure(job, current, now)
             planned = found
             if measured is not None:
+                self.forecasts.learn(uid, parsed, measured.measured)
                 planned = self.prior(uid, found).condition(measured.measured)
                 progress[uid] = resizing.progress_status(parsed, current, found, planned, measured)
                 self.observe(progress[uid])

@@ -269,12 +269,16 @@ def _sublinear(per_device: float) -> dict[tuple[str, int], float]:
     return {("a100", c): per_device * c**0.9 for c in range(1, 9)}
 
 
-def _closed_loop_run(measuring: Measuring | None) -> Run:
-    """One elastic job whose prior says it runs 3x faster than it does: on the prior, one
-    device meets its deadline; in truth it needs three."""
-    job = sim_job("j", 0, 1, 3_000_000, deadline=12_000, up_to=8)
-    job = replace(job, job=replace(job.job, objective=Objective(ObjectiveKind.ENERGY, 1.0)))
-    truth = {job.id: {k: Truth(r, 300.0, False) for k, r in _sublinear(100.0).items()}}
+def _closed_loop_run(measuring: Measuring | None, arrivals: tuple[float, ...] = (0,)) -> Run:
+    """Elastic jobs whose prior says they run 3x faster than they do: on the prior, one
+    device meets the deadline; in truth each needs three."""
+    energy = Objective(ObjectiveKind.ENERGY, 1.0)
+    jobs = []
+    for i, at in enumerate(arrivals):
+        job = sim_job(f"j{i}", at, 1, 3_000_000, deadline=at + 12_000, up_to=8)
+        jobs.append(replace(job, job=replace(job.job, objective=energy)))
+    rates = {k: Truth(r, 300.0, False) for k, r in _sublinear(100.0).items()}
+    truth = {job.id: rates for job in jobs}
 
     def prior(_: SimJob) -> Mapping[tuple[str, int], Prediction]:
         return {
@@ -283,7 +287,7 @@ def _closed_loop_run(measuring: Measuring | None) -> Run:
         }
 
     elasticity = Elasticity(Settings(min_interval_s=0), lambda _: 60.0, measuring)
-    return simulate([job], a100_nodes(8, idle=0.0), decide, truth, prior, None, elasticity)
+    return simulate(jobs, a100_nodes(8, idle=0.0), decide, truth, prior, None, elasticity)
 
 
 def test_closed_loop_the_policy_corrects_a_wrong_prior_from_what_it_measured() -> None:
@@ -303,3 +307,13 @@ def test_open_loop_the_policy_acts_on_its_prior_all_along() -> None:
 def test_a_job_is_not_measured_before_it_has_worked_the_measurement_delay() -> None:
     run = _closed_loop_run(Measuring(delay_s=10**6))
     assert run.errors[True] == [] and run.errors[False]
+
+
+def test_a_new_job_starts_from_what_was_measured_of_jobs_of_its_model_and_batch() -> None:
+    """The second job arrives once the first was measured: with kin, it is placed on the
+    devices it needs from the start, or near it; without, on the one its prior promised."""
+    kin = _closed_loop_run(Measuring(delay_s=60), arrivals=(0, 3000))
+    alone = _closed_loop_run(Measuring(delay_s=60, kin_noise=None), arrivals=(0, 3000))
+    second = {r.job: r for r in kin.ran}["t-j1"]
+    assert second.count > 1 and second.met_deadline
+    assert {r.job: r for r in alone.ran}["t-j1"].count == 1

@@ -226,6 +226,21 @@ def test_a_running_jobs_status_shows_what_was_measured_and_what_the_plan_now_use
     assert 0 < progress["uncertainty"] < 0.5
 
 
+def test_a_new_job_of_a_measured_jobs_model_and_batch_starts_from_what_was_measured() -> None:
+    measuring = Measuring(0.5)
+    world = World(
+        job(elastic=True, workload=WORK), elastic=Settings(period_s=300), measurements=measuring
+    )
+    first = running_elastic(world, measuring)["status"]["progress"]
+    second = job("second", elastic=True, workload=WORK)
+    world.kube.jobs[("ns", "second")] = second
+    world.cycle([world.stored("train"), second])
+    placed = world.stored("second")["status"]["placement"]
+    assert "conditioned on 2 windows measured of resnet50 jobs" in placed["source"]
+    assert placed["count"] == world.stored("train")["status"]["placement"]["count"]
+    assert placed["predicted"]["throughput"] < 0.6 * first["predictedThroughput"]
+
+
 def test_without_prometheus_work_left_is_modelled_and_no_progress_is_written() -> None:
     world = World(job(elastic=True, workload=WORK), elastic=Settings(period_s=300))
     assert "progress" not in running_elastic(world, Measuring(0.5))["status"]

@@ -36,6 +36,11 @@ from berth.core.provenance import Figure, Origin, Provenance
 
 JOB_SHARE, TYPE_SHARE, SCALE_SHARE = 0.5, 0.25, 0.25
 NOISE = 0.05  # MODELLED: relative spread of one scrape window's rate
+# MODELLED: the spread of a window of another job of the same model and batch (a sweep's
+# trials, a model trained again), whose data and settings differ; a new job's prior is
+# conditioned on those windows with this noise.
+KIN_NOISE = 0.15
+KIN_WINDOWS = 16  # the latest kept per (model, batch, type, count)
 CLIP = 2.0
 DEFAULT_UNCERTAINTY = 0.5  # a prior that states none (a fallback's)
 

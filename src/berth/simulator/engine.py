@@ -34,7 +34,7 @@ from datetime import UTC, datetime, timedelta
 
 from berth.core.allocation import Shares
 from berth.core.job import AcceleratorJob
-from berth.core.posterior import NOISE, Measured, Prior
+from berth.core.posterior import KIN_NOISE, KIN_WINDOWS, NOISE, Measured, Prior
 from berth.core.prediction import Key, Prediction
 from berth.core.snapshot import ClusterSnapshot, NodeState, Resources
 from berth.placement.elastic import (
@@ -82,6 +82,9 @@ class Measuring:
     noise: float = NOISE  # MODELLED: relative spread of one window's rate
     windows: int = 8  # per allocation; more move a conditioned prediction no further
     seed: int = 0
+    # A new job's prior is conditioned on what was measured of jobs of the same model and
+    # batch, each window counted with this noise. None: each job starts from its prior.
+    kin_noise: float | None = KIN_NOISE
 
 
 @dataclass(frozen=True)
@@ -166,6 +169,10 @@ class _Live:
         return max(self.since_s, self.paused_until_s) + self.remaining / self.truth.samples_per_s
 
 
+def _kind(job: SimJob) -> tuple[str | None, int | None]:
+    return job.job.workload.model, job.job.workload.batch_size
+
+
 def _per_node(shares: Shares) -> dict[str, tuple[int, int]]:
     """node -> (devices, workers)"""
     out: dict[str, tuple[int, int]] = {}
@@ -202,6 +209,8 @@ class Simulation:
         self.run = Run()
         self.told: dict[str, Mapping[tuple[str, int], Prediction]] = {}
         self.priors: dict[str, Prior] = {}  # job -> its predictions, to condition
+        # (model, batch) -> (type, count) -> the latest windows measured of jobs of that kind
+        self.kin: dict[tuple[str | None, int | None], dict[Key, tuple[float, ...]]] = {}
         # (job, type) -> (count -> prediction on it, (type, count) -> prediction elsewhere)
         self.scaling: dict[
             tuple[str, str], tuple[dict[int, Prediction], dict[Key, Prediction]]
@@ -295,7 +304,13 @@ class Simulation:
 
     def predicted(self, job: SimJob) -> Mapping[tuple[str, int], Prediction]:
         if job.id not in self.told:
-            self.told[job.id] = self.predictions(job)
+            told = self.predictions(job)
+            measuring = self.elasticity.measuring if self.elasticity is not None else None
+            kin = self.kin.get(_kind(job))
+            if measuring is not None and measuring.kin_noise is not None and kin:
+                seen = [Measured(t, c, rates) for (t, c), rates in kin.items()]
+                told = Prior(told).condition(seen, measuring.kin_noise)
+            self.told[job.id] = told
         return self.told[job.id]
 
     def could_fit(self, job: SimJob) -> bool:
@@ -386,6 +401,8 @@ class Simulation:
             rate = live.truth.samples_per_s * math.exp(self.rng.gauss(0.0, measuring.noise))
             live.windows[key] = (*got, rate)
             live.conditioned = None
+            kin = self.kin.setdefault(_kind(self.jobs[live.index]), {})
+            kin[key] = (*kin.get(key, ())[1 - KIN_WINDOWS :], rate)
         return bool(live.windows)
 
     def seen(
