@@ -33,6 +33,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 
 from berth.core.allocation import Shares
 from berth.core.job import AcceleratorJob, ObjectiveKind
@@ -68,7 +69,7 @@ class RunningJob:
     elsewhere: Mapping[Key, Prediction] = field(default_factory=dict)  # other types
     resumable: bool = False  # rigid, but restarts from its checkpoint: may move, same count
 
-    @property
+    @cached_property
     def count(self) -> int:
         return sum(d for _, d in self.shares)
 

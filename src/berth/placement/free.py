@@ -25,6 +25,12 @@ class FreeDevices:
         self.of_type: dict[str | None, list[str]] = {}
         for name in self.free:
             self.of_type.setdefault(self.type[name], []).append(name)
+        # Per type, kept current: what total() and idle_share() would sum over every node.
+        self.type_free = {t: sum(self.free[n] for n in ns) for t, ns in self.of_type.items()}
+        self.pool = {
+            t: sum(self.nodes[n].allocatable.gpus for n in ns) for t, ns in self.of_type.items()
+        }
+        self.whole = {id(ns): t for t, ns in self.of_type.items()}  # lists that are a type's all
 
     def eligible(self, job: AcceleratorJob, type_id: str) -> list[str]:
         """The nodes of `type_id` a worker of `job` may use (not to be mutated: shared)."""
@@ -33,11 +39,9 @@ class FreeDevices:
         if key not in self.usable:
             # A full node still counts: devices freed on it by a shrink are usable there.
             fits = (None, "no free device", "busy")
-            self.usable[key] = [
-                name
-                for name in self.of_type.get(type_id, ())
-                if why_not(self.nodes[name], type_id, need, mib) in fits
-            ]
+            every = self.of_type.get(type_id, [])
+            names = [n for n in every if why_not(self.nodes[n], type_id, need, mib) in fits]
+            self.usable[key] = every if len(names) == len(every) else names
         return self.usable[key]
 
     def _need(self, job: AcceleratorJob) -> tuple[WorkerNeed, int | None]:
@@ -46,13 +50,15 @@ class FreeDevices:
         return self.needs[id(job)]
 
     def total(self, names: Sequence[str]) -> int:
+        whole = self.whole.get(id(names))
+        if whole is not None:
+            return self.type_free[whole]
         return sum(self.free[n] for n in names)
 
     def idle_share(self, type_id: str, taking: int) -> float:
         """The share of the type's devices still free after `taking` more."""
-        names = self.of_type.get(type_id, ())
-        pool = sum(self.nodes[n].allocatable.gpus for n in names)
-        return (self.total(names) - taking) / pool if pool else 0.0
+        pool = self.pool.get(type_id, 0)
+        return (self.type_free.get(type_id, 0) - taking) / pool if pool else 0.0
 
     def take(self, names: Sequence[str], count: int) -> Shares | None:
         """Fewest nodes first: the fullest that still has room."""
@@ -68,9 +74,11 @@ class FreeDevices:
             return None
         for name, got in out:
             self.free[name] -= got
+            self.type_free[self.type[name]] -= got
         return tuple(out)
 
     def give(self, shares: Shares) -> None:
         for name, got in shares:
             if name in self.free:
                 self.free[name] += got
+                self.type_free[self.type[name]] += got

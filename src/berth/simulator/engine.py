@@ -80,7 +80,7 @@ class SimJob:
 class Measuring:
     delay_s: float = 60.0  # two scrapes at the chart's 30 s interval: a rate needs two points
     noise: float = NOISE  # MODELLED: relative spread of one window's rate
-    windows: int = 8  # per allocation; more move a conditioned prediction no further
+    windows: int = 4  # per allocation; more move a conditioned prediction little further
     seed: int = 0
     # A new job's prior is conditioned on what was measured of jobs of the same model and
     # batch, each window counted with this noise. None: each job starts from its prior.
