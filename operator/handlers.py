@@ -19,6 +19,7 @@ from berth.crds import GROUP, VERSION
 from berth.operator.leader import Elector
 from berth.operator.reconciler import Reconciler, View
 from berth.operator.state import slim_node, slim_pod
+from berth.operator.workers import LABEL_JOB
 
 log = logging.getLogger("berth.operator")
 JOBS = (GROUP, VERSION, "acceleratorjobs")
@@ -37,6 +38,8 @@ class Runner:
         self.task: asyncio.Task[None] | None = None
         self.nodes_seen: dict[str, dict[str, Any] | None] = {}
         self.electing: asyncio.Task[None] | None = None
+        # jobs whose job or Pods changed since the last cycle; None: every job
+        self.changed: set[tuple[str, str]] | None = None
 
     def attach(self, nodes: kopf.Index[Any, Any], pods: kopf.Index[Any, Any], jobs: Any) -> None:
         if self.task is None:
@@ -48,15 +51,19 @@ class Runner:
     def acting(self) -> bool:
         return self.elector is None or self.elector.leading()
 
-    def wake(self, capacity: bool) -> None:
+    def wake(self, capacity: bool, job: tuple[str, str] | None = None) -> None:
         if capacity:
             self.capacity_epoch += 1
+        if job is not None and self.changed is not None:
+            self.changed.add(job)
         self.wanted.set()
 
     def _view(self) -> View:
         assert self.indices is not None
         nodes, pods, jobs = ([v for store in i.values() for v in store] for i in self.indices)
-        return View(nodes, pods, jobs, self.capacity_epoch)
+        changed = None if self.changed is None else frozenset(self.changed)
+        self.changed = set()
+        return View(nodes, pods, jobs, self.capacity_epoch, changed)
 
     async def _run(self) -> None:
         backoff = 0.25
@@ -72,6 +79,7 @@ class Runner:
                 again = await asyncio.to_thread(self.reconciler.cycle, self._view())
             except Exception:
                 log.exception("reconcile cycle failed; retrying in %.1f s", backoff)
+                self.changed = None  # what it was to look at is not known to be done
                 again = True
             if again:
                 asyncio.get_running_loop().call_later(backoff, self.wanted.set)
@@ -83,7 +91,8 @@ class Runner:
         while True:
             try:
                 if await asyncio.to_thread(elector.step):
-                    self.wake(capacity=True)  # a new leader acts on the whole cache at once
+                    self.changed = None  # a new leader acts on the whole cache at once
+                    self.wake(capacity=True)
             except Exception:
                 log.exception("reading or renewing the lease failed; retrying")
             await asyncio.sleep(elector.timing.retry_s)
@@ -123,8 +132,8 @@ def _runner(memo: Any, kwargs: dict[str, Any]) -> Runner:
 
 
 @kopf.on.event(*JOBS)
-async def job_event(memo: kopf.Memo, **kwargs: Any) -> None:
-    _runner(memo, kwargs).wake(capacity=False)
+async def job_event(memo: kopf.Memo, namespace: str | None, name: str, **kwargs: Any) -> None:
+    _runner(memo, kwargs).wake(capacity=False, job=(namespace or "", name))
 
 
 @kopf.on.event("nodes")
@@ -146,7 +155,9 @@ async def node_event(
 async def pod_event(memo: kopf.Memo, type: str | None, body: kopf.Body, **kwargs: Any) -> None:
     phase = (body.get("status") or {}).get("phase")
     freed = type == "DELETED" or phase in ("Succeeded", "Failed")
-    _runner(memo, kwargs).wake(capacity=freed)
+    owner = (body.get("metadata") or {}).get("labels", {}).get(LABEL_JOB)
+    job = None if owner is None else (body["metadata"].get("namespace") or "", owner)
+    _runner(memo, kwargs).wake(capacity=freed, job=job)
 
 
 @kopf.on.cleanup()

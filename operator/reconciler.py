@@ -21,8 +21,10 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any
 
 from berth.core.allocation import Allocation
@@ -43,6 +45,7 @@ from berth.operator.writer import StatusWriter, key
 from berth.placement.elastic import Settings
 
 log = logging.getLogger("berth.operator")
+API_WORKERS = 8  # API calls in flight at once: the API server's share of a burst, bounded
 
 
 @dataclass(frozen=True)
@@ -53,6 +56,9 @@ class View:
     pods: Sequence[Mapping[str, Any]]
     jobs: Sequence[Mapping[str, Any]]
     capacity_epoch: int  # grows whenever capacity may have been freed or added
+    # (namespace, job name) whose job or worker Pods changed since the last cycle; None:
+    # every job (the first cycle, a new leader's)
+    changed: frozenset[tuple[str, str]] | None = None
 
 
 def _now() -> datetime:
@@ -80,6 +86,7 @@ class Reconciler:
         monotonic: Callable[[], float] = time.monotonic,
         events: Events | None = None,
         measurements: Measurements | None = None,
+        workers: int = API_WORKERS,
     ) -> None:
         self.metrics, self.clock, self.elastic = metrics, clock, elastic
         self.idle_watts = dict(idle_watts or {})  # the cluster's energy facts (--energy-facts)
@@ -103,6 +110,9 @@ class Reconciler:
         )
         self.waiting: dict[str, tuple[int, int | None, str]] = {}  # epoch, generation, message
         self.parsed: dict[tuple[str, int | None], AcceleratorJob | InvalidObject] = {}
+        self.revisit: set[tuple[str, str]] = set()  # jobs whose children a cycle left undone
+        # API calls of different jobs in flight together (the decisions stay serial)
+        self.pool = ThreadPoolExecutor(workers, thread_name_prefix="berth-api")
 
     # --- the cycle -----------------------------------------------------------------------
 
@@ -125,25 +135,18 @@ class Reconciler:
         self.metrics.queue.set(len(waiting))
         waiting.sort(key=_queue_order)
         # 3. Place what is due a try, on one snapshot that each placement's claims update.
+        due = [job for job in waiting if self._due(job, view.capacity_epoch)]
         snapshot: ClusterSnapshot | None = None  # built only when some job is due a try
-        for job in waiting:
-            if not self._due(job, view.capacity_epoch):
-                continue
-            if snapshot is None:
-                snapshot = build_snapshot(view.nodes, capacity_pods(view.pods, placed),
-                                          self.idle_watts)  # fmt: skip
-            try:
-                placement = self._place(job, snapshot, view.capacity_epoch)
-            except Conflict as exc:
-                log.info("%s; retrying", exc.message)
-                retry = True
-                continue
-            except ApiError as exc:
-                log.warning("placing %s/%s: %s; retrying", *key(job), exc.message)
-                retry = True
-                continue
-            if placement is not None:
+        fresh: set[tuple[str, str]] = set()  # placed or resized this cycle
+        if due:
+            snapshot = build_snapshot(view.nodes, capacity_pods(view.pods, placed),
+                                      self.idle_watts)  # fmt: skip
+            for job, placement in self._place_all(due, snapshot, view.capacity_epoch):
+                if placement is None:
+                    retry = True
+                    continue
                 placed.append((job, placement))
+                fresh.add(key(job))
                 snapshot = with_claims(snapshot, claims(job, placement))
         # 4. Resize running elastic jobs, once per period.
         if self.rebalancer is not None and self.rebalancer.due():
@@ -151,7 +154,9 @@ class Reconciler:
                 snapshot = build_snapshot(view.nodes, capacity_pods(view.pods, placed),
                                           self.idle_watts)  # fmt: skip
             try:
+                before = {key(j): p for j, p in placed}
                 placed = self.rebalancer.apply(snapshot, placed, waiting, self._parse)
+                fresh |= {key(j) for j, p in placed if before.get(key(j)) != p}
             except Conflict as exc:
                 log.info("%s; resizing again next period", exc.message)
             except ApiError as exc:
@@ -167,18 +172,45 @@ class Reconciler:
             owner = meta["labels"].get(LABEL_JOB)
             if owner is not None:
                 by_job.setdefault((meta["namespace"], owner), {})[meta["name"]] = pod
-        for job, placement in placed:
-            try:
-                self.children.reconcile(job, placement, by_job.get(key(job), {}), products)
-            except Conflict as exc:
-                log.info("%s; retrying", exc.message)
-                retry = True
-            except Invalid as exc:  # the user's template makes an invalid Pod
-                self._reject_template(job, exc)
-            except ApiError as exc:
-                log.warning("children of %s/%s: %s; retrying", *key(job), exc.message)
+        # Only jobs whose job or Pods changed, placed or resized now, or left undone: a
+        # cycle costs what changed, not every job there is.
+        todo = [
+            (job, placement)
+            for job, placement in placed
+            if view.changed is None
+            or key(job) in view.changed
+            or key(job) in fresh
+            or key(job) in self.revisit
+        ]
+        self.revisit.clear()
+        outcomes = self.pool.map(
+            lambda jp: self._children(jp[0], jp[1], by_job.get(key(jp[0]), {}), products), todo
+        )
+        for (job, _), done in zip(todo, outcomes, strict=True):
+            if not done:
+                self.revisit.add(key(job))
                 retry = True
         return retry
+
+    def _children(
+        self,
+        job: Mapping[str, Any],
+        placement: Allocation,
+        own: Mapping[str, Mapping[str, Any]],
+        products: Mapping[str, str],
+    ) -> bool:
+        """One job's children and phase; False when it must be tried again."""
+        try:
+            self.children.reconcile(job, placement, own, products)
+        except Conflict as exc:
+            log.info("%s; retrying", exc.message)
+            return False
+        except Invalid as exc:  # the user's template makes an invalid Pod
+            self._reject_template(job, exc)
+        except ApiError as exc:
+            log.warning("children of %s/%s: %s; retrying", *key(job), exc.message)
+            return False
+        return True
 
     def _forget_except(self, uids: set[str]) -> None:
         self.writer.forget_except(uids)
@@ -208,26 +240,63 @@ class Reconciler:
         seen = self.waiting.get(meta["uid"])
         return seen is None or seen[0] != epoch or seen[1] != meta.get("generation")
 
-    def _place(
-        self, job: Mapping[str, Any], snapshot: ClusterSnapshot, epoch: int
-    ) -> Allocation | None:
-        uid = job["metadata"]["uid"]
-        began = time.perf_counter()
-        now = self.clock()
-        parsed = self._parse(job)
-        refused = decision.refusal(parsed, now)
-        if refused is not None:
-            self._refuse(job, refused.reason, refused.message, now)
-            return None
-        assert isinstance(parsed, AcceleratorJob)
-        decided = decision.admit(parsed, self.forecasts.predict(parsed, snapshot), snapshot, now)
-        if isinstance(decided, decision.Waiting):
-            self._wait(job, decided.message, epoch, now, decided.conditions)
+    def _place_all(
+        self, due: Sequence[Mapping[str, Any]], snapshot: ClusterSnapshot, epoch: int
+    ) -> list[tuple[Mapping[str, Any], Allocation | None]]:
+        """Each due job placed, waiting or refused; (job, its allocation, or None to retry
+        it) for those a placement was decided for, in order, their claims to be applied."""
+        now, began = self.clock(), time.perf_counter()
+        admitted: list[tuple[Mapping[str, Any], AcceleratorJob]] = []
+        for job in due:
+            parsed = self._parse(job)
+            refused = decision.refusal(parsed, now)
+            if refused is not None:
+                self._guarded(job, partial(self._refuse, job, refused.reason, refused.message, now))
+            else:
+                assert isinstance(parsed, AcceleratorJob)
+                admitted.append((job, parsed))
+        # 3a. Predictions for all, concurrently: they depend on which types and counts the
+        # cluster has, not on what is free.
+        found = list(self.pool.map(lambda jp: self.forecasts.predict(jp[1], snapshot), admitted))
+        # 3b. The decisions, one after another on one snapshot, each one's claims applied
+        # before the next: no device is promised twice.
+        chosen: list[tuple[Mapping[str, Any], decision.Placed]] = []
+        waits: list[tuple[Mapping[str, Any], decision.Waiting]] = []
+        for (job, parsed), predicted in zip(admitted, found, strict=True):
+            decided = decision.admit(parsed, predicted, snapshot, now)
+            if isinstance(decided, decision.Waiting):
+                waits.append((job, decided))
+                continue
+            snapshot = with_claims(snapshot, claims(job, decided.allocation))
+            chosen.append((job, decided))
+        # 3c. The writes, concurrently, each conditional on its job's resourceVersion.
+        placed = list(self.pool.map(lambda jd: self._record(jd[0], jd[1], now, began), chosen))
+        for job, waiting in waits:
             self.metrics.decisions.labels("pending").inc()
+            if any(p is None for p in placed):
+                continue  # claims of a write that failed held it back: try it again soon
+            self._guarded(
+                job, partial(self._wait, job, waiting.message, epoch, now, waiting.conditions)
+            )
+        return [(job, p) for (job, _), p in zip(chosen, placed, strict=True)]
+
+    def _record(
+        self, job: Mapping[str, Any], decided: decision.Placed, now: datetime, began: float
+    ) -> Allocation | None:
+        """Write the placement; None when it must be decided again (the job changed, the API
+        failed, or it is gone)."""
+        uid = job["metadata"]["uid"]
+        try:
+            # The resourceVersion precondition makes this the only placement ever recorded:
+            # a job placed meanwhile (by a restarted operator or an old leader) is a Conflict.
+            if not self.writer.write(job, status.PLACED, decided.conditions, now,
+                                     decided.placement):  # fmt: skip
+                return None
+        except Conflict as exc:
+            log.info("%s; retrying", exc.message)
             return None
-        # The resourceVersion precondition makes this the only placement ever recorded: a
-        # job placed meanwhile (by a restarted or peer operator) answers Conflict.
-        if not self.writer.write(job, status.PLACED, decided.conditions, now, decided.placement):
+        except ApiError as exc:
+            log.warning("placing %s/%s: %s; retrying", *key(job), exc.message)
             return None
         self.waiting.pop(uid, None)
         self.forecasts.kept[uid] = dict(decided.predictions)
@@ -240,6 +309,12 @@ class Reconciler:
         for note in decided.notes:
             self.events.post(job, note.kind, note.reason, note.message)
         return decided.allocation
+
+    def _guarded(self, job: Mapping[str, Any], write: Callable[[], None]) -> None:
+        try:
+            write()
+        except ApiError as exc:  # a Conflict included: the job is tried again on its event
+            log.info("%s/%s: %s; again on its next change", *key(job), exc.message)
 
     def _refuse(self, job: Mapping[str, Any], reason: str, message: str, now: datetime) -> None:
         self.writer.write(

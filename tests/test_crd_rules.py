@@ -232,4 +232,4 @@ def test_crd_names_printer_columns_and_status_subresource() -> None:
     (version,) = crd["spec"]["versions"]
     assert version["subresources"] == {"status": {}}
     columns = [c["name"] for c in version["additionalPrinterColumns"]]
-    assert columns == ["Phase", "Type", "Count", "Nodes", "Energy-kWh", "Age"]
+    assert columns == ["Phase", "Type", "Count", "Nodes", "Energy-kWh", "Measured", "Age"]

@@ -18,7 +18,7 @@ from berth.core.validation import apply_defaults
 from berth.crds import acceleratorjob_schema
 from berth.operator import decision
 from berth.operator.events import Events
-from berth.operator.kube import Invalid
+from berth.operator.kube import Invalid, Unavailable
 from berth.operator.measurements import JobProgress, Measurements
 from berth.operator.metrics import Metrics
 from berth.operator.reconciler import Reconciler, View
@@ -80,9 +80,13 @@ class World:
         )  # fmt: skip
 
     def cycle(
-        self, jobs: list[dict[str, Any]], pods: Sequence[dict[str, Any]] = (), epoch: int = 0
+        self,
+        jobs: list[dict[str, Any]],
+        pods: Sequence[dict[str, Any]] = (),
+        epoch: int = 0,
+        changed: frozenset[tuple[str, str]] | None = None,
     ) -> bool:
-        return self.reconciler.cycle(View(nodes(), pods, jobs, epoch))
+        return self.reconciler.cycle(View(nodes(), pods, jobs, epoch, changed))
 
     def stored(self, name: str) -> dict[str, Any]:
         return self.kube.jobs[("ns", name)]
@@ -167,6 +171,48 @@ def test_workers_running_make_the_job_running() -> None:
     world.cycle([placed], [pod("train", 0, "a100-0")])
     assert world.kube.verbs() == ["patch-status", "create-event"]
     assert world.stored("train")["status"]["phase"] == "Running"
+
+
+def test_a_cycle_brings_in_line_only_the_jobs_whose_job_or_pods_changed() -> None:
+    world = World(job("a"), job("b"))
+    world.cycle([job("a"), job("b")])
+    placed = [world.stored("a"), world.stored("b")]
+    pods = [pod(name, k, "a100-0") for name in ("a", "b") for k in (0, 1)]
+    world.kube.calls.clear()
+    world.cycle(placed, pods, changed=frozenset({("ns", "b")}))
+    assert [(c.verb, c.name) for c in world.kube.calls if c.verb == "patch-status"] == [
+        ("patch-status", "b")
+    ]
+    assert world.stored("b")["status"]["phase"] == "Running"
+    assert world.stored("a")["status"]["phase"] == "Placed"  # its Pods' news not seen yet
+
+
+def test_children_a_cycle_could_not_make_are_made_by_the_next_whatever_changed() -> None:
+    world = World(job())
+    world.kube.fail["create-pod"] = [Unavailable("etcd is slow", 503)]
+    assert world.cycle([job()]) is True  # retry
+    world.kube.calls.clear()
+    world.cycle([world.stored("train")], changed=frozenset())
+    assert world.kube.verbs().count("create-pod") >= 1
+
+
+def test_a_burst_decided_with_writes_in_flight_together_never_promises_a_device_twice() -> None:
+    burst = [job(f"j{i:02d}", count=3) for i in range(12)]  # 36 devices asked of 16
+    world = World(*burst)
+    world.reconciler = Reconciler(
+        world.kube, None, METRICS, clock=lambda: NOW,
+        events=Events(world.kube, lambda: NOW, Inline()), workers=8,
+    )  # fmt: skip
+    world.cycle(burst)
+    used: dict[str, int] = {}
+    for j in burst:
+        for share in (
+            (world.stored(j["metadata"]["name"]).get("status") or {})
+            .get("placement", {})
+            .get("nodes", [])
+        ):
+            used[share["name"]] = used.get(share["name"], 0) + share["count"]
+    assert sum(used.values()) == 15 and all(v <= 8 for v in used.values())
 
 
 def test_the_elastic_policy_runs_once_per_period_on_the_injected_clock() -> None:
