@@ -95,8 +95,8 @@ def main() -> None:
 
 def burst(n: int, create: Any, stream: Any, running: Any) -> tuple[list[float], float]:
     """Create `n` objects as fast as one client can while a watch notes when each runs
-    (`running`: an object -> its name, whether it runs); (create -> Running latencies,
-    throughput to Running per second)."""
+    (`running`: whether an object, as a dict, runs); (create -> Running latencies, throughput
+    to Running per second)."""
     created: dict[str, float] = {}
     ran: dict[str, float] = {}
     done = threading.Event()
@@ -154,7 +154,7 @@ def run(cluster: Cluster, jobs_api: client.CustomObjectsApi, ns: str, n: int) ->
         n,
         lambda name: core.create_namespaced_pod(plain, plain_pod(name)),
         lambda **kw: core.list_namespaced_pod(plain, **kw),
-        lambda pod: (pod.metadata.name, pod.status.phase == "Running"),
+        lambda pod: (pod.get("status") or {}).get("phase") == "Running",
     )
     report("kube-scheduler, plain pods", latency, rate)
     core.delete_collection_namespaced_pod(plain, grace_period_seconds=0)
@@ -167,7 +167,7 @@ def run(cluster: Cluster, jobs_api: client.CustomObjectsApi, ns: str, n: int) ->
             GROUP, VERSION, ns, PLURAL, training_job(name, 1)
         ),
         lambda **kw: jobs_api.list_namespaced_custom_object(GROUP, VERSION, ns, PLURAL, **kw),
-        lambda job: (job["metadata"]["name"], (job.get("status") or {}).get("phase") == "Running"),
+        lambda job: (job.get("status") or {}).get("phase") == "Running",
     )
     report("berth, AcceleratorJobs", b_latency, b_rate)
     print(

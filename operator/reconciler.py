@@ -1,8 +1,12 @@
 """One reconciler for all jobs: a cycle reads the watch-fed cache, places what waits (highest
 priority first) and brings every placed job's children and phase in line with its status.
 
-Cycles run one at a time, so two decisions never see the same free devices. The order of
-writes makes a restart at any moment safe:
+Cycles run one at a time, and within one the decisions are made one after another on one
+snapshot, each placement's claims applied before the next, so two decisions never see the same
+free devices; what surrounds them runs concurrently (the predictions of every job due, the
+writes of different jobs, up to API_WORKERS at once), and a cycle brings in line only the jobs
+whose job or Pods changed since the last. The order of writes makes a restart at any moment
+safe:
 
 1. status.placement is written first, with the job's resourceVersion as a precondition, so a
    placement is recorded at most once and never replaced;
