@@ -84,13 +84,16 @@ class PrometheusProgress:
             if answer:
                 done = _finite(answer[0]["value"][1])
         step = timedelta(seconds=self.window_s)
-        start = max(since + step, now - WINDOWS * step)
+        # The newest window ends half a window ago (at least one scrape interval): a window
+        # ending now misses the scrapes Prometheus has not taken in yet, and reads low.
+        end = now - step / 2
+        start = max(since + step, end - (WINDOWS - 1) * step)
         measured: list[Measured] = []
-        if start < now:
+        if start <= end:
             rates = self.prom.custom_query_range(
                 f"sum by (accelerator, world_size) (rate({series}[{self.window_s:.0f}s]))",
                 start,
-                now,
+                end,
                 f"{self.window_s:.0f}s",
                 timeout=self.timeout_s,
             )
@@ -99,8 +102,10 @@ class PrometheusProgress:
 
 
 def _windows(answer: Sequence[dict[str, Any]]) -> list[Measured]:
-    """Non-overlapping windows (the step is the window), positive rates only: a window across
-    a restart or before the first step says nothing of the job's speed."""
+    """Non-overlapping windows (the step is the window), positive rates only, without each
+    series' oldest window: a window the series began in (workers just started, or restarted
+    by a resize) reads low, Prometheus extrapolating its start; with it goes one good window
+    of a long series."""
     out = []
     for s in answer:
         labels = s.get("metric") or {}
@@ -109,7 +114,8 @@ def _windows(answer: Sequence[dict[str, Any]]) -> list[Measured]:
         except ValueError:
             continue
         type_id = str(labels.get("accelerator") or "")
-        rates = [r for _, v in s.get("values") or () if (r := _finite(v)) is not None and r > 0]
+        values = (s.get("values") or ())[1:]
+        rates = [r for _, v in values if (r := _finite(v)) is not None and r > 0]
         if type_id and count > 0 and rates:
             out.append(Measured(type_id, count, tuple(rates[-WINDOWS:])))
     return out

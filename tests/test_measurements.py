@@ -35,8 +35,11 @@ def series(accelerator: str, world: str, *values: str) -> dict[str, Any]:
             "values": [[i, v] for i, v in enumerate(values)]}  # fmt: skip
 
 
-def test_windows_are_grouped_by_the_allocation_held_and_only_positive_finite_rates_count() -> None:
-    rates = [series("a100", "2", "0", "120.5", "NaN", "119.5"), series("a100", "4", "230")]
+def test_windows_by_allocation_held_positive_finite_and_not_the_one_a_series_began_in() -> None:
+    rates = [
+        series("a100", "2", "50", "0", "120.5", "NaN", "119.5"),
+        series("a100", "4", "9", "230"),
+    ]
     got = PrometheusProgress(Answers([{"value": [0, "5000"]}], rates), 60).of(
         "ml", "train", NOW - timedelta(hours=1), NOW
     )
@@ -50,7 +53,11 @@ def test_a_counter_not_yet_scraped_leaves_work_left_unmeasured() -> None:
 
 
 def test_series_without_a_usable_allocation_label_are_ignored() -> None:
-    rates = [series("", "2", "10"), series("a100", "two", "10"), series("a100", "0", "10")]
+    rates = [
+        series("", "2", "1", "10"),
+        series("a100", "two", "1", "10"),
+        series("a100", "0", "1", "10"),
+    ]
     got = PrometheusProgress(Answers([], rates), 60).of("ml", "t", NOW - timedelta(hours=1), NOW)
     assert got.measured == ()
 
