@@ -133,3 +133,23 @@ def test_a_jobs_slowdown_is_its_jct_over_its_jct_under_the_baseline() -> None:
     assert fate["berth"] == {"slowdown_p99": 3.0, "slowdown_max": 3.0, "slowest_job": "a"}
     assert fate["kube-default"]["slowdown_max"] == 1.0
     assert slowdowns(runs, "gavel-like") == {}  # no baseline run: nothing to compare with
+
+
+def test_open_loop_berth_measures_nothing_and_the_report_says_so(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert simulate(tmp_path, "--policies", "berth", "--jobs", "40", "--open-loop") == 0
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert report["measuring"] is None
+    assert not any(k.startswith("rate_error_after") for k in report["policies"]["berth"])
+    assert "decide on their predictions alone (--open-loop)" in capsys.readouterr().out
+
+
+def test_closed_loop_berth_acts_on_measured_rates_and_says_the_noise_is_modelled(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert simulate(tmp_path, "--policies", "berth", "--jobs", "40", "--measure-noise", "0.1") == 0
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert report["measuring"] == {"delay_s": 60.0, "noise": 0.1, "modelled": True}
+    assert "rate_error_after_measurement_p50" in report["policies"]["berth"]
+    assert "MODELLED 10% noise" in capsys.readouterr().out

@@ -218,6 +218,9 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         "excluded_jobs": dict(work.excluded),
         "types_not_offered": dict(sorted(work.types_not_offered.items())),
         "restart_s": {"default": restart[0], **restart[1]},
+        "measuring": None
+        if measuring is None
+        else {"delay_s": measuring.delay_s, "noise": measuring.noise, "modelled": True},
         "modelled": {
             "device_power": sorted(f"{f} on {t}" for f, t in work.modelled_power),
             "node_idle_power": f"declared in the cluster description {cluster_path.name}",
@@ -257,6 +260,14 @@ def _notes(report: dict[str, Any]) -> str:
         + (f" ({families})" if families else "")
         + "; berth, berth-cold and berth-oracle resize elastic jobs, or move them to another "
         f"type, every {Settings().period_s:g} s; berth-rigid never does."
+    )
+    loop = report["measuring"]
+    lines.append(
+        "berth and berth-cold decide on their predictions alone (--open-loop)."
+        if loop is None
+        else f"berth and berth-cold measure a running job once it has worked {loop['delay_s']:g} s "
+        f"on an allocation, each window its true rate with a MODELLED {loop['noise']:.0%} "
+        "noise, and decide on their predictions conditioned on what they measured."
     )
     policies = report["policies"]
     if policies.get("berth", {}).get("jobs"):
