@@ -53,10 +53,6 @@ class Measured:
     count: int
     rates: tuple[float, ...]
 
-    @property
-    def mean(self) -> float:
-        return sum(self.rates) / len(self.rates)
-
 
 def _sigma(p: Prediction) -> float:
     u = p.throughput.provenance.uncertainty
