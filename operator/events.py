@@ -13,6 +13,7 @@ from typing import Any
 
 from berth.crds import GROUP, VERSION
 from berth.operator.kube import ApiError, Kube
+from berth.operator.status import stamp
 
 log = logging.getLogger("berth.operator")
 INSTANCE = f"{socket.gethostname()}-{os.getpid()}"  # the pod, for Events' reportingInstance
@@ -24,7 +25,7 @@ def event(
 ) -> dict[str, Any]:  # fmt: skip
     """The Event about `obj` (an AcceleratorJob, or a Node: those live in `default`)."""
     meta = obj["metadata"]
-    stamp = now.isoformat().replace("+00:00", "Z")
+    at = stamp(now)
     return {
         "apiVersion": "v1",
         "kind": "Event",
@@ -40,8 +41,8 @@ def event(
         "type": kind,
         "reason": reason,
         "message": message[:1024],
-        "firstTimestamp": stamp,
-        "lastTimestamp": stamp,
+        "firstTimestamp": at,
+        "lastTimestamp": at,
         "count": 1,
         "source": {"component": "berth-operator"},
         "reportingComponent": "berth.dev/operator",

@@ -131,6 +131,9 @@ class Rebalancer:
                 self.writer.write(by_uid[uid], status.RUNNING, [], now, progress=fields)
         return [(j, changed.get(j["metadata"]["uid"], p)) for j, p in placed]
 
+    def forget_except(self, uids: set[str]) -> None:
+        self.priors = {u: p for u, p in self.priors.items() if u in uids}
+
     def prior(self, uid: str, found: Mapping[Key, Prediction]) -> Prior:
         kept = self.priors.get(uid)
         if kept is None or kept[0] is not found:

@@ -143,15 +143,19 @@ class Reconciler:
         snapshot: ClusterSnapshot | None = None  # built only when some job is due a try
         fresh: set[tuple[str, str]] = set()  # placed or resized this cycle
         if due:
-            snapshot = build_snapshot(view.nodes, capacity_pods(view.pods, placed),
-                                      self.idle_watts)  # fmt: skip
-            for job, placement in self._place_all(due, snapshot, view.capacity_epoch):
-                if placement is None:
-                    retry = True
-                    continue
-                placed.append((job, placement))
-                fresh.add(key(job))
-                snapshot = with_claims(snapshot, claims(job, placement))
+            built = build_snapshot(view.nodes, capacity_pods(view.pods, placed),
+                                   self.idle_watts)  # fmt: skip
+            decided, snapshot = self._place_all(due, built, view.capacity_epoch)
+            if any(placement is None for _, placement in decided):
+                retry = True
+                snapshot = built  # without the claims of the writes that failed
+                for job, placement in decided:
+                    if placement is not None:
+                        snapshot = with_claims(snapshot, claims(job, placement))
+            for job, placement in decided:
+                if placement is not None:
+                    placed.append((job, placement))
+                    fresh.add(key(job))
         # 4. Resize running elastic jobs, once per period.
         if self.rebalancer is not None and self.rebalancer.due():
             if snapshot is None:  # else step 3's, its claims applied: the same as a rebuild
@@ -221,7 +225,7 @@ class Reconciler:
         self.children.forget_except(uids)
         self.forecasts.forget_except(uids)
         if self.rebalancer is not None:
-            self.rebalancer.priors = {u: p for u, p in self.rebalancer.priors.items() if u in uids}
+            self.rebalancer.forget_except(uids)
         self.waiting = {u: w for u, w in self.waiting.items() if u in uids}
         self.parsed = {k: v for k, v in self.parsed.items() if k[0] in uids}
 
@@ -246,9 +250,10 @@ class Reconciler:
 
     def _place_all(
         self, due: Sequence[Mapping[str, Any]], snapshot: ClusterSnapshot, epoch: int
-    ) -> list[tuple[Mapping[str, Any], Allocation | None]]:
+    ) -> tuple[list[tuple[Mapping[str, Any], Allocation | None]], ClusterSnapshot]:
         """Each due job placed, waiting or refused; (job, its allocation, or None to retry
-        it) for those a placement was decided for, in order, their claims to be applied."""
+        it) for those a placement was decided for, in order, and the snapshot with the claims
+        of every one decided."""
         now, began = self.clock(), time.perf_counter()
         admitted: list[tuple[Mapping[str, Any], AcceleratorJob]] = []
         for job in due:
@@ -282,7 +287,7 @@ class Reconciler:
             self._guarded(
                 job, partial(self._wait, job, waiting.message, epoch, now, waiting.conditions)
             )
-        return [(job, p) for (job, _), p in zip(chosen, placed, strict=True)]
+        return [(job, p) for (job, _), p in zip(chosen, placed, strict=True)], snapshot
 
     def _record(
         self, job: Mapping[str, Any], decided: decision.Placed, now: datetime, began: float

@@ -22,23 +22,36 @@ from berth.core.job import AcceleratorJob
 from berth.core.prediction import Key, Prediction
 from berth.core.snapshot import GPU_RESOURCE
 from berth.operator.measurements import JobProgress
-from berth.operator.status import ResizeEntry, allocation_of, allocation_status
+from berth.operator.status import ResizeEntry, allocation_of, allocation_status, stamp
 from berth.placement.elastic import Resize, RunningJob, by_type
 from berth.placement.plan import deadline_budget
 
 MAX_RESIZES_KEPT = 16  # status.resizes keeps the latest
 
 
+def _parsed(text: str) -> datetime:
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
 def _time(text: str) -> float:
-    return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+    return _parsed(text).timestamp()
 
 
 def running_since(status: Mapping[str, Any]) -> datetime | None:
     """When the job's workers first all ran (its Running condition turned True)."""
     for c in status.get("conditions") or ():
         if c.get("type") == "Running" and c.get("status") == "True":
-            return datetime.fromisoformat(c["lastTransitionTime"].replace("Z", "+00:00"))
+            return _parsed(c["lastTransitionTime"])
     return None
+
+
+def measured_left(job: AcceleratorJob, progress: JobProgress | None) -> float | None:
+    """Work left as the job's progress counter says; None until it has been scraped, or
+    without a known amount of work."""
+    total = job.workload.total_samples
+    if progress is None or progress.samples_done is None or total is None:
+        return None
+    return max(total - progress.samples_done, 0.0)
 
 
 def remaining_samples(
@@ -86,10 +99,9 @@ def running_job(
     type_id, shares = held.type, held.shares
     resizes = status.get("resizes") or ()
     last = _time(resizes[-1]["time"]) if resizes else -math.inf
-    remaining = remaining_samples(job, status, found, now.timestamp())
-    total = job.workload.total_samples
-    if progress is not None and progress.samples_done is not None and total is not None:
-        remaining = max(total - progress.samples_done, 0.0)
+    remaining = measured_left(job, progress)
+    if remaining is None:
+        remaining = remaining_samples(job, status, found, now.timestamp())
     deadline = deadline_budget(job, now)  # None without known work: no remaining to judge by
     here, elsewhere = by_type(found, type_id)
     return RunningJob(
@@ -106,7 +118,7 @@ def resized(
     placement = dict(status["placement"])
     placement |= allocation_status(Allocation.of(resize.type, resize.shares))
     entry: ResizeEntry = {
-        "time": now.isoformat().replace("+00:00", "Z"),
+        "time": stamp(now),
         "fromType": str(status["placement"]["type"]),
         "toType": resize.type,
         "fromCount": resize.from_count,
@@ -178,12 +190,10 @@ def progress_status(
     """status.progress: what was measured of the job at its allocation, what the recommender
     predicted there, and what berth now plans with (the prior conditioned on the measured)."""
     held: Key = (str(status["placement"]["type"]), int(status["placement"]["count"]))
-    out: dict[str, Any] = {"workLeft": "modelled", "measuredAt": _stamp(progress.at)}
-    total = job.workload.total_samples
+    out: dict[str, Any] = {"measuredAt": stamp(progress.at)}
+    out["workLeft"] = "modelled" if measured_left(job, progress) is None else "measured"
     if progress.samples_done is not None:
         out["samplesDone"] = progress.samples_done
-        if total is not None:
-            out["workLeft"] = "measured"
     windows = [r for m in progress.measured if (m.type, m.count) == held for r in m.rates]
     out["measurements"] = sum(len(m.rates) for m in progress.measured)
     if windows:
@@ -196,7 +206,3 @@ def progress_status(
         if after.throughput.provenance.uncertainty is not None:
             out["uncertainty"] = after.throughput.provenance.uncertainty
     return out
-
-
-def _stamp(t: datetime) -> str:
-    return t.isoformat().replace("+00:00", "Z")

@@ -29,6 +29,11 @@ class Condition:
     message: str
 
 
+def stamp(t: datetime) -> str:
+    """A time as status and Events write it (RFC 3339, UTC as Z)."""
+    return t.isoformat().replace("+00:00", "Z")
+
+
 def conditions(
     current: Sequence[Mapping[str, Any]],
     updates: Sequence[Condition],
@@ -36,7 +41,7 @@ def conditions(
     generation: int | None,
 ) -> list[dict[str, Any]]:
     """`current` with `updates` applied (by type), order kept, new types appended."""
-    stamp = now.isoformat().replace("+00:00", "Z")
+    at = stamp(now)
     out = {c["type"]: dict(c) for c in current}
     for u in updates:
         status = "True" if u.status else "False"
@@ -47,9 +52,7 @@ def conditions(
             "status": status,
             "reason": u.reason,
             "message": u.message[:1024],
-            "lastTransitionTime": (old or {}).get("lastTransitionTime", stamp)
-            if not changed
-            else stamp,
+            "lastTransitionTime": (old or {}).get("lastTransitionTime", at) if not changed else at,
         }
         if generation is not None:
             entry["observedGeneration"] = generation

@@ -10,7 +10,8 @@ berth-rigid's). Its user still wants it soon, and its devices back:
 so a late job never runs more than SLOWDOWN times longer than the fastest option it has now,
 and within that spends the least energy. On the default simulation this bound (2) met more
 deadlines than the dual rule (least lateness within 2x the least J/sample): 120 against 110,
-at 0.85x against 0.83x kube-default's energy; measured in one run, see the README.
+at 0.85x against 0.83x kube-default's energy (one run of `berth simulate`, before new jobs'
+priors were conditioned on their kin's measurements).
 """
 
 from __future__ import annotations

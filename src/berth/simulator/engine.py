@@ -152,7 +152,8 @@ class _Live:
     moves: int = 0
     allocations: list[tuple[float, Shares]] = field(default_factory=list)
     windows: dict[Key, tuple[float, ...]] = field(default_factory=dict)  # measured rates
-    conditioned: Mapping[Key, Prediction] | None = None  # the prior given `windows`
+    # the prior given `windows`, split by_type() for the type it was split for
+    conditioned: tuple[str, dict[int, Prediction], dict[Key, Prediction]] | None = None
 
     @property
     def count(self) -> int:
@@ -424,12 +425,13 @@ class Simulation:
                 left = max(job.samples - p.throughput.value * worked, 0.0)
             self.record_error(here.get(live.count), live, measured=False)
             return here, elsewhere, left
-        if live.conditioned is None:
+        if live.conditioned is None or live.conditioned[0] != live.type:
             if job.id not in self.priors:
                 self.priors[job.id] = Prior(prior)
             windows = [Measured(t, c, rates) for (t, c), rates in live.windows.items()]
-            live.conditioned = self.priors[job.id].condition(windows, measuring.noise)
-        here, elsewhere = by_type(live.conditioned, live.type)
+            found = self.priors[job.id].condition(windows, measuring.noise)
+            live.conditioned = (live.type, *by_type(found, live.type))
+        _, here, elsewhere = live.conditioned
         self.record_error(here.get(live.count), live, measured=True)
         return here, elsewhere, live.remaining
 
