@@ -68,10 +68,14 @@ def refusal(job: AcceleratorJob | InvalidObject, now: datetime) -> Refused | Non
 
 
 def admit(
-    job: AcceleratorJob, got: predictions.Predicted, snapshot: ClusterSnapshot, now: datetime
+    job: AcceleratorJob,
+    got: predictions.Predicted,
+    snapshot: ClusterSnapshot,
+    capacity: Mapping[str, int],
+    now: datetime,
 ) -> Waiting | Placed:
-    """The placement decision for a valid job whose predictions are `got`."""
-    capacity = {t: total for t, (_, total) in predictions.devices(snapshot).items()}
+    """The placement decision for a valid job whose predictions are `got`; `capacity`: the
+    devices of each type on usable nodes, free or not."""
     admitted = admission(job, got.predictions, capacity, deadline_budget(job, now))
     deadline: tuple[status.Condition, ...] = ()
     if admitted is not None:

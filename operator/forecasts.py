@@ -3,8 +3,11 @@ and each placed job's predictions kept for the elastic policy (asked again after
 
 from __future__ import annotations
 
+import json
+import threading
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import Executor, Future
 from typing import Any
 
 from berth.core import tables
@@ -39,9 +42,27 @@ class Forecasts:
     def forget_except(self, uids: set[str]) -> None:
         self.kept = {k: v for k, v in self.kept.items() if k in uids}
 
-    def predict(self, job: AcceleratorJob, snapshot: ClusterSnapshot) -> predictions.Predicted:
-        rows = predictions.offers(job, snapshot)
+    def predict_all(
+        self, jobs: Sequence[AcceleratorJob], snapshot: ClusterSnapshot, pool: Executor
+    ) -> list[predictions.Predicted]:
+        """Every job's predictions, concurrently; jobs that ask the recommender the same
+        question (a sweep: one model, batch, precision and objective) share one call."""
         ask, skipped = self._guarded()
+        shared = None if ask is None else _shared(ask)
+        found = predictions.devices(snapshot)
+        return list(pool.map(lambda job: self._predict(job, found, shared, skipped), jobs))
+
+    def predict(self, job: AcceleratorJob, snapshot: ClusterSnapshot) -> predictions.Predicted:
+        return self._predict(job, predictions.devices(snapshot), *self._guarded())
+
+    def _predict(
+        self,
+        job: AcceleratorJob,
+        devices: predictions.Devices,
+        ask: predictions.Ask | None,
+        skipped: str,
+    ) -> predictions.Predicted:
+        rows = predictions.offers(job, devices)
         found = predictions.predict(job, rows, ask, self.spec_transfer, self.roofline, skipped)
         kind = _kind(job)
         jobs = self.kin.get(kind, {}) if kind is not None else {}
@@ -93,6 +114,29 @@ class Forecasts:
                 raise
 
         return guarded, ""
+
+
+def _shared(ask: predictions.Ask) -> predictions.Ask:
+    """`ask`, called once per distinct question however many threads ask it at once; the
+    others wait for that call's answer (or its error)."""
+    lock = threading.Lock()
+    calls: dict[str, Future[dict[str, Any]]] = {}
+
+    def once(job: dict[str, Any], rows: list[dict[str, Any]]) -> dict[str, Any]:
+        question = json.dumps([job, rows], sort_keys=True)
+        with lock:
+            call = calls.get(question)
+            mine = call is None
+            if call is None:
+                call = calls[question] = Future()
+        if mine:
+            try:
+                call.set_result(ask(job, rows))
+            except Exception as exc:
+                call.set_exception(exc)
+        return call.result()
+
+    return once
 
 
 def _kind(job: AcceleratorJob) -> tuple[str, int] | None:

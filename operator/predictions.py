@@ -65,12 +65,15 @@ def devices(snapshot: ClusterSnapshot) -> dict[str, tuple[Variant | CpuClass, in
     return out
 
 
-def offers(job: AcceleratorJob, snapshot: ClusterSnapshot) -> list[Offer]:
-    """Every allowed (type, count) the cluster could ever hold; counts beyond the type's
-    devices are not asked about."""
+Devices = Mapping[str, tuple[Variant | CpuClass, int]]  # devices(snapshot)
+
+
+def offers(job: AcceleratorJob, found: Devices) -> list[Offer]:
+    """Every allowed (type, count) the cluster could ever hold (`found`: its devices); counts
+    beyond the type's devices are not asked about."""
     count = job.accelerators.count
     out = []
-    for type_id, (device, total) in sorted(devices(snapshot).items()):
+    for type_id, (device, total) in sorted(found.items()):
         if not job.accelerators.allows(type_id):
             continue
         out += [Offer(type_id, device, n) for n in range(count.min, min(count.max, total) + 1)]

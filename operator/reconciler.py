@@ -33,7 +33,13 @@ from typing import Any
 
 from berth.core.allocation import Allocation
 from berth.core.job import AcceleratorJob, parse_job
-from berth.core.snapshot import LABEL_GPU_PRODUCT, ClusterSnapshot, build_snapshot, with_claims
+from berth.core.snapshot import (
+    LABEL_GPU_PRODUCT,
+    ClusterSnapshot,
+    SnapshotBuilder,
+    build_snapshot,
+    with_claims,
+)
 from berth.core.validation import InvalidObject
 from berth.operator import decision, predictions, status
 from berth.operator.children import Children
@@ -94,6 +100,7 @@ class Reconciler:
     ) -> None:
         self.metrics, self.clock, self.elastic = metrics, clock, elastic
         self.idle_watts = dict(idle_watts or {})  # the cluster's energy facts (--energy-facts)
+        self.snapshots = SnapshotBuilder(self.idle_watts)
         self.writer = StatusWriter(kube, metrics)
         self.events = events or Events(kube, clock)
         self.forecasts = Forecasts(ask, monotonic)
@@ -131,11 +138,11 @@ class Reconciler:
         for job in view.jobs:
             if self.writer.phase(job) in status.FINISHED:
                 continue
-            recorded = self.writer.placement(job)
+            recorded = self.writer.allocation(job)
             if recorded is None:
                 waiting.append(job)
             else:
-                placed.append((job, status.allocation_of(recorded)))
+                placed.append((job, recorded))
         self.metrics.queue.set(len(waiting))
         waiting.sort(key=_queue_order)
         # 3. Place what is due a try, on one snapshot that each placement's claims update.
@@ -143,8 +150,7 @@ class Reconciler:
         snapshot: ClusterSnapshot | None = None  # built only when some job is due a try
         fresh: set[tuple[str, str]] = set()  # placed or resized this cycle
         if due:
-            built = build_snapshot(view.nodes, capacity_pods(view.pods, placed),
-                                   self.idle_watts)  # fmt: skip
+            built = self.snapshots.build(view.nodes, capacity_pods(view.pods, placed))
             decided, snapshot = self._place_all(due, built, view.capacity_epoch)
             if any(placement is None for _, placement in decided):
                 retry = True
@@ -159,8 +165,7 @@ class Reconciler:
         # 4. Resize running elastic jobs, once per period.
         if self.rebalancer is not None and self.rebalancer.due():
             if snapshot is None:  # else step 3's, its claims applied: the same as a rebuild
-                snapshot = build_snapshot(view.nodes, capacity_pods(view.pods, placed),
-                                          self.idle_watts)  # fmt: skip
+                snapshot = self.snapshots.build(view.nodes, capacity_pods(view.pods, placed))
             try:
                 before = {key(j): p for j, p in placed}
                 placed = self.rebalancer.apply(snapshot, placed, waiting, self._parse)
@@ -264,15 +269,17 @@ class Reconciler:
             else:
                 assert isinstance(parsed, AcceleratorJob)
                 admitted.append((job, parsed))
-        # 3a. Predictions for all, concurrently: they depend on which types and counts the
-        # cluster has, not on what is free.
-        found = list(self.pool.map(lambda jp: self.forecasts.predict(jp[1], snapshot), admitted))
+        # 3a. Predictions for all, concurrently, one recommender call per distinct question:
+        # they depend on which types and counts the cluster has, not on what is free.
+        jobs = [parsed for _, parsed in admitted]
+        found = self.forecasts.predict_all(jobs, snapshot, self.pool)
+        capacity = {t: total for t, (_, total) in predictions.devices(snapshot).items()}
         # 3b. The decisions, one after another on one snapshot, each one's claims applied
         # before the next: no device is promised twice.
         chosen: list[tuple[Mapping[str, Any], decision.Placed]] = []
         waits: list[tuple[Mapping[str, Any], decision.Waiting]] = []
         for (job, parsed), predicted in zip(admitted, found, strict=True):
-            decided = decision.admit(parsed, predicted, snapshot, now)
+            decided = decision.admit(parsed, predicted, snapshot, capacity, now)
             if isinstance(decided, decision.Waiting):
                 waits.append((job, decided))
                 continue

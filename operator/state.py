@@ -153,8 +153,11 @@ def capacity_pods(
             meta = pod["metadata"]
             bound_names.add((meta.get("namespace"), meta["name"]))
     for job, placement in placed:
-        for pod in stand_ins(job, placement):
-            meta = pod["metadata"]
-            if (meta["namespace"], meta["name"]) not in bound_names:
-                bound.append(pod)
+        ns, name = job["metadata"]["namespace"], job["metadata"]["name"]
+        unbound = [
+            k for k in range(len(placement.shares)) if (ns, worker_name(name, k)) not in bound_names
+        ]
+        if unbound:  # built only then: most placed jobs' workers are all bound
+            ins = stand_ins(job, placement)
+            bound += [ins[k] for k in unbound]
     return bound

@@ -7,6 +7,7 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
+from berth.core.allocation import Allocation
 from berth.operator import status
 from berth.operator.kube import Conflict, Kube, NotFound
 from berth.operator.metrics import Metrics
@@ -22,10 +23,13 @@ class StatusWriter:
         # Per job uid: (resourceVersion a status write was based on, the one it produced, the
         # status it left), until the watch shows a newer version than the first.
         self.wrote: dict[str, tuple[str, str, dict[str, Any]]] = {}
+        # Per job uid: (resourceVersion, the placement it records), read once per version.
+        self.allocations: dict[str, tuple[str, Allocation | None]] = {}
 
     def forget_except(self, uids: set[str]) -> None:
         for uid in [u for u in self.wrote if u not in uids]:
             del self.wrote[uid]
+        self.allocations = {u: a for u, a in self.allocations.items() if u in uids}
 
     def current(self, job: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
         """The job's latest resourceVersion and status known here: the cache's, unless it has
@@ -43,6 +47,16 @@ class StatusWriter:
     def placement(self, job: Mapping[str, Any]) -> dict[str, Any] | None:
         found = self.current(job)[1].get("placement")
         return dict(found) if found else None
+
+    def allocation(self, job: Mapping[str, Any]) -> Allocation | None:
+        """The recorded placement as an Allocation (every cycle asks it of every job)."""
+        rv, current = self.current(job)
+        uid = job["metadata"]["uid"]
+        known = self.allocations.get(uid)
+        if known is None or known[0] != rv:
+            found = current.get("placement")
+            known = self.allocations[uid] = (rv, status.allocation_of(found) if found else None)
+        return known[1]
 
     def write(
         self,

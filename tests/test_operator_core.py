@@ -224,7 +224,7 @@ def ask_fails(job: dict[str, Any], rows: list[dict[str, Any]]) -> dict[str, Any]
 
 def test_candidates_are_the_allowed_types_present_at_every_count_they_can_hold() -> None:
     job = parse_job(load_example("cpu-capable-hpc.yaml"))
-    rows = predictions.offers(job, build_snapshot(nodes(), []))
+    rows = predictions.offers(job, predictions.devices(build_snapshot(nodes(), [])))
     assert [(c.type, c.count) for c in rows] == [
         ("a100", 1), ("a100", 2), ("a100", 3), ("a100", 4), ("cpu", 1),
     ]  # fmt: skip
@@ -232,7 +232,7 @@ def test_candidates_are_the_allowed_types_present_at_every_count_they_can_hold()
 
 def test_the_recommender_answer_is_used_and_named(spec_transfer: SpecTransfer) -> None:
     job = parse_job(load_example("gpt2-finetune-deadline.yaml"))
-    rows = predictions.offers(job, build_snapshot(nodes(), []))
+    rows = predictions.offers(job, predictions.devices(build_snapshot(nodes(), [])))
 
     def ask(body: dict[str, Any], asked: list[dict[str, Any]]) -> dict[str, Any]:
         assert body["model"] == "gpt2" and asked == [{"accelerator": "a100-sxm4-80gb", "count": 4}]
@@ -250,7 +250,7 @@ def test_an_unreachable_recommender_falls_back_to_spec_transfer_and_says_why(
     spec_transfer: SpecTransfer,
 ) -> None:
     job = parse_job(load_example("elastic-resnet50-training.yaml"))
-    rows = predictions.offers(job, build_snapshot(nodes(), []))
+    rows = predictions.offers(job, predictions.devices(build_snapshot(nodes(), [])))
     got = predictions.predict(job, rows, ask_fails, spec_transfer, Roofline())
     assert got.degraded == "recommender: http://recommender: connection refused"
     assert set(got.sources.values()) == {spec_transfer.name}
@@ -261,7 +261,7 @@ def test_an_answer_berth_cannot_read_is_told_apart_from_an_unreachable_recommend
     spec_transfer: SpecTransfer,
 ) -> None:
     job = parse_job(load_example("elastic-resnet50-training.yaml"))
-    rows = predictions.offers(job, build_snapshot(nodes(), []))
+    rows = predictions.offers(job, predictions.devices(build_snapshot(nodes(), [])))
     garbled = {"model": "m1", "ranked": [{"type": "a100", "count": 2}]}  # no throughput
     got = predictions.predict(job, rows, lambda *_: garbled, spec_transfer, Roofline())
     assert got.degraded == "recommender: an answer berth cannot read (KeyError('throughput'))"
@@ -272,7 +272,7 @@ def test_a_job_without_a_model_is_estimated_by_the_roofline_on_gpus_and_cpus(
     spec_transfer: SpecTransfer,
 ) -> None:
     job = parse_job(load_example("cpu-capable-hpc.yaml"))
-    rows = predictions.offers(job, build_snapshot(nodes(), []))
+    rows = predictions.offers(job, predictions.devices(build_snapshot(nodes(), [])))
     got = predictions.predict(job, rows, ask_fails, spec_transfer, Roofline())
     assert got.degraded is None  # the recommender was not asked: nothing it could answer
     assert set(got.sources) == {("a100", n) for n in range(1, 5)} | {("cpu", 1)}

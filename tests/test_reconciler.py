@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from berth.core.catalog import VARIANTS
 from berth.core.cluster import node_objects, parse_cluster
 from berth.core.job import parse_job
 from berth.core.posterior import Measured
@@ -213,6 +214,40 @@ def test_a_burst_decided_with_writes_in_flight_together_never_promises_a_device_
         ):
             used[share["name"]] = used.get(share["name"], 0) + share["count"]
     assert sum(used.values()) == 15 and all(v <= 8 for v in used.values())
+
+
+class Recommender:
+    """Answers every asked row with the same rate, counting the calls it gets."""
+
+    def __init__(self) -> None:
+        self.calls: list[dict[str, Any]] = []
+
+    def __call__(self, body: dict[str, Any], rows: list[dict[str, Any]]) -> dict[str, Any]:
+        self.calls.append(body)
+        ranked = [
+            {"type": VARIANTS[r["accelerator"]].type, "count": r["count"],
+             "throughput": 100.0 * r["count"], "watts_per_device": 300.0}
+            for r in rows
+        ]  # fmt: skip
+        return {"model": "test", "ranked": ranked}
+
+
+def test_jobs_of_one_sweep_share_one_recommender_call_and_others_get_their_own() -> None:
+    sweep = [job(f"lr{i}", count=1) for i in range(6)]
+    other = job("other", count=1, workload={"kind": "training", "model": "bert", "batchSize": 8})
+    world = World(*sweep, other)
+    ask = Recommender()
+    world.reconciler = Reconciler(
+        world.kube, ask, METRICS, clock=lambda: NOW,
+        events=Events(world.kube, lambda: NOW, Inline()),
+    )  # fmt: skip
+    world.cycle([*sweep, other])
+    assert sorted(b["model"] for b in ask.calls) == ["bert", "resnet50"]
+    assert all(
+        world.stored(j["metadata"]["name"])["status"]["placement"]["source"]
+        == "recommender model test"
+        for j in [*sweep, other]
+    )
 
 
 def test_the_elastic_policy_runs_once_per_period_on_the_injected_clock() -> None:

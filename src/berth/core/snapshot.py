@@ -9,7 +9,7 @@ non-terminated pods request, counted the way kube-scheduler counts it.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from functools import cached_property
@@ -183,11 +183,10 @@ def _is_daemon(pod: Mapping[str, Any]) -> bool:
 # --- nodes -------------------------------------------------------------------------------
 
 
-def _node_state(
-    node: Mapping[str, Any],
-    pods: list[Mapping[str, Any]],
-    idle_defaults: Mapping[str, float] = MappingProxyType({}),
+def _node_facts(
+    node: Mapping[str, Any], idle_defaults: Mapping[str, float] = MappingProxyType({})
 ) -> NodeState:
+    """The node as its own object says, before its pods are counted."""
     meta = node.get("metadata") or {}
     spec = node.get("spec") or {}
     status = node.get("status") or {}
@@ -260,16 +259,6 @@ def _node_state(
         key = labels.get(LABEL_GPU_PRODUCT) or labels.get(LABEL_CPU_CLASS) or ""
         idle_watts = idle_defaults.get(key)
 
-    requested = Resources()
-    workload_pods = 0
-    for pod in pods:
-        try:
-            requested += pod_requests(pod)
-        except QuantityError as exc:
-            pod_name = (pod.get("metadata") or {}).get("name")
-            problems.append(NodeProblem("NodeFacts", f"pod {pod_name} requests unreadable: {exc}"))
-        workload_pods += not _is_daemon(pod)
-
     conditions = status.get("conditions") or ()
     ready = any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)
     taints = tuple(
@@ -282,8 +271,8 @@ def _node_state(
         gpu_memory_mib=gpu_memory,
         cpu_class=labels.get(LABEL_CPU_CLASS),
         allocatable=allocatable,
-        requested=requested,
-        workload_pods=workload_pods,
+        requested=Resources(),
+        workload_pods=0,
         ready=ready,
         cordoned=bool(spec.get("unschedulable", False)),
         taints=taints,
@@ -294,6 +283,46 @@ def _node_state(
     )
 
 
+def _with_pods(
+    state: NodeState,
+    pods: Sequence[Mapping[str, Any]],
+    requests: Callable[[Mapping[str, Any]], Resources],
+) -> NodeState:
+    if not pods:
+        return state
+    requested = Resources()
+    workload_pods = 0
+    problems = list(state.problems)
+    for pod in pods:
+        try:
+            requested += requests(pod)
+        except QuantityError as exc:
+            pod_name = (pod.get("metadata") or {}).get("name")
+            problems.append(NodeProblem("NodeFacts", f"pod {pod_name} requests unreadable: {exc}"))
+        workload_pods += not _is_daemon(pod)
+    return replace(
+        state, requested=requested, workload_pods=workload_pods, problems=tuple(problems)
+    )
+
+
+def _build(
+    nodes: Iterable[Mapping[str, Any]],
+    pods: Iterable[Mapping[str, Any]],
+    facts: Callable[[Mapping[str, Any]], NodeState],
+    requests: Callable[[Mapping[str, Any]], Resources],
+) -> ClusterSnapshot:
+    by_node: dict[str, list[Mapping[str, Any]]] = {}
+    for pod in pods:
+        node_name = (pod.get("spec") or {}).get("nodeName")
+        if node_name and not is_terminated(pod):
+            by_node.setdefault(node_name, []).append(pod)
+    states = []
+    for node in nodes:
+        state = facts(node)
+        states.append(_with_pods(state, by_node.get(state.name, ()), requests))
+    return ClusterSnapshot(tuple(sorted(states, key=lambda s: s.name)))
+
+
 def build_snapshot(
     nodes: Iterable[Mapping[str, Any]],
     pods: Iterable[Mapping[str, Any]],
@@ -302,16 +331,43 @@ def build_snapshot(
     """Nodes sorted by name, so the same cluster always gives the same snapshot.
     `idle_defaults`: idle watts by GPU product or CPU class label, for nodes without a measured
     berth.dev/idle-watts."""
-    by_node: dict[str, list[Mapping[str, Any]]] = {}
-    for pod in pods:
-        node_name = (pod.get("spec") or {}).get("nodeName")
-        if node_name and not is_terminated(pod):
-            by_node.setdefault(node_name, []).append(pod)
-    states = (
-        _node_state(n, by_node.get((n.get("metadata") or {}).get("name", ""), []), idle_defaults)
-        for n in nodes
-    )
-    return ClusterSnapshot(tuple(sorted(states, key=lambda s: s.name)))
+    return _build(nodes, pods, lambda node: _node_facts(node, idle_defaults), pod_requests)
+
+
+class SnapshotBuilder:
+    """build_snapshot over a watch cache, reading each Node's facts and each Pod's requests
+    once per object: the cache replaces an object when it changes and never edits one, so the
+    same object always has the same facts. Keeps only the objects the last build saw (each
+    held, so its id is not reused while it is remembered)."""
+
+    def __init__(self, idle_defaults: Mapping[str, float] = MappingProxyType({})) -> None:
+        self.idle_defaults = idle_defaults
+        self._facts: dict[int, tuple[Mapping[str, Any], NodeState]] = {}
+        self._requests: dict[int, tuple[Mapping[str, Any], Resources]] = {}
+
+    def build(
+        self, nodes: Iterable[Mapping[str, Any]], pods: Iterable[Mapping[str, Any]]
+    ) -> ClusterSnapshot:
+        facts: dict[int, tuple[Mapping[str, Any], NodeState]] = {}
+        requests: dict[int, tuple[Mapping[str, Any], Resources]] = {}
+
+        def node_facts(node: Mapping[str, Any]) -> NodeState:
+            known = self._facts.get(id(node))
+            if known is None or known[0] is not node:
+                known = (node, _node_facts(node, self.idle_defaults))
+            facts[id(node)] = known
+            return known[1]
+
+        def pod_requested(pod: Mapping[str, Any]) -> Resources:
+            known = self._requests.get(id(pod))
+            if known is None or known[0] is not pod:
+                known = (pod, pod_requests(pod))
+            requests[id(pod)] = known
+            return known[1]
+
+        snapshot = _build(nodes, pods, node_facts, pod_requested)
+        self._facts, self._requests = facts, requests
+        return snapshot
 
 
 def with_claims(snapshot: ClusterSnapshot, claims: Mapping[str, Resources]) -> ClusterSnapshot:

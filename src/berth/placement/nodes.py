@@ -86,11 +86,21 @@ def gang_picker(nodes: Sequence[NodeState]) -> Callable[[int], Gang | None]:
     otherwise take the node with the most free devices and go on. Awake nodes come first in
     both, then names, so the same inputs always give the same gang. Both orders are sorted
     once, so asking for every count of a range costs little more than asking for one."""
-    free = [(n, devices_free(n)) for n in nodes]
-    free = [(n, f) for n, f in free if f > 0]
-    total = sum(f for _, f in free)
-    best_fit = sorted(free, key=lambda e: (not e[0].awake, e[1], e[0].name))
-    most_free = sorted(free, key=lambda e: (not e[0].awake, -e[1], e[0].name))
+    # Free counts are few small integers: group by (asleep, free), each group by name, and
+    # lay the groups out in both orders (no sort key called per node: decide asks this of
+    # every node of every allowed type, for every job).
+    groups: dict[tuple[bool, int], list[tuple[str, NodeState, int]]] = {}
+    for n in nodes:
+        f = devices_free(n)
+        if f > 0:
+            groups.setdefault((not n.awake, f), []).append((n.name, n, f))
+    for group in groups.values():
+        group.sort()  # by name: names are unique, so nodes are never compared
+    total = sum(f * len(group) for (_, f), group in groups.items())
+    best_fit = [(n, f) for k in sorted(groups) for _, n, f in groups[k]]
+    most_free = [
+        (n, f) for k in sorted(groups, key=lambda k: (k[0], -k[1])) for _, n, f in groups[k]
+    ]
 
     def pick(count: int) -> Gang | None:
         if count > total:
