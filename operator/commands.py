@@ -131,11 +131,13 @@ def run(args: argparse.Namespace) -> int:
 
     from berth.operator import handlers
     from berth.operator.events import INSTANCE
+    from berth.operator.informer import Informer
     from berth.operator.kube import KubeApi
     from berth.operator.leader import Elector, KubeLeases
     from berth.operator.measurements import PrometheusProgress
     from berth.operator.metrics import Metrics
     from berth.operator.reconciler import Reconciler
+    from berth.operator.state import slim_node, slim_pod
     from berth.recommender.client import RecommenderClient
 
     logging.basicConfig(
@@ -168,6 +170,14 @@ def run(args: argparse.Namespace) -> int:
     elector = None
     if args.leader_elect:
         elector = Elector(KubeLeases(api, args.leader_elect), INSTANCE)
+    core = client.CoreV1Api(api)
+    nodes = Informer("nodes", core.list_node, slim_node, lambda o: o["metadata"]["name"])
+    pods = Informer(
+        "pods",
+        core.list_pod_for_all_namespaces,
+        slim_pod,
+        lambda o: (o["metadata"].get("namespace"), o["metadata"]["name"]),
+    )
 
     @kopf.on.startup()
     async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
@@ -175,6 +185,7 @@ def run(args: argparse.Namespace) -> int:
         settings.watching.server_timeout = 300
         settings.networking.request_timeout = 30
         memo.runner = handlers.Runner(reconciler, elector)
+        memo.runner.watch(nodes, pods)
 
     liveness = f"http://0.0.0.0:{args.health_port}/healthz" if args.health_port else None
     asyncio.run(

@@ -1,8 +1,10 @@
-"""kopf wiring, and nothing else: indices are the watch-fed cache, events wake the reconciler.
+"""kopf wiring, and nothing else: kopf's index of AcceleratorJobs and the informers of Nodes
+and Pods (operator/informer.py) are the watch-fed cache; their events wake the reconciler.
 
-kopf starts no handler before every index holds its initial listing, so the first cycle after
-a (re)start already sees every Node, Pod and AcceleratorJob: a restarted operator cannot
-mistake a busy cluster for an empty one.
+kopf starts no handler before its index holds its initial listing, and the runner starts no
+cycle before each informer holds its first List, so the first cycle after a (re)start already
+sees every Node, Pod and AcceleratorJob: a restarted operator cannot mistake a busy cluster for
+an empty one.
 """
 
 from __future__ import annotations
@@ -16,9 +18,9 @@ from typing import Any
 import kopf
 
 from berth.crds import GROUP, VERSION
+from berth.operator.informer import Changed, Informer, Slim
 from berth.operator.leader import Elector
 from berth.operator.reconciler import Reconciler, View
-from berth.operator.state import slim_node, slim_pod
 from berth.operator.workers import LABEL_JOB
 
 log = logging.getLogger("berth.operator")
@@ -34,19 +36,30 @@ class Runner:
         self.reconciler, self.elector = reconciler, elector
         self.wanted = asyncio.Event()
         self.capacity_epoch = 0
-        self.indices: tuple[kopf.Index[Any, Any], ...] | None = None
+        self.nodes: Informer | None = None
+        self.pods: Informer | None = None
+        self.jobs: kopf.Index[Any, Any] | None = None
         self.task: asyncio.Task[None] | None = None
-        self.nodes_seen: dict[str, dict[str, Any] | None] = {}
         self.electing: asyncio.Task[None] | None = None
         # jobs whose job or Pods changed since the last cycle; None: every job
         self.changed: set[tuple[str, str]] | None = None
 
-    def attach(self, nodes: kopf.Index[Any, Any], pods: kopf.Index[Any, Any], jobs: Any) -> None:
+    def watch(self, nodes: Informer, pods: Informer) -> None:
+        """Start the informers, their changes delivered to this (the running) event loop, and
+        the lease's elections."""
+        loop = asyncio.get_running_loop()
+        self.nodes = nodes
+        self.pods = pods
+        for informer, changed in ((nodes, self._node_changed), (pods, self._pod_changed)):
+            informer.start(_in_loop(loop, changed))
+        if self.elector is not None:
+            self.electing = asyncio.create_task(self._elect(self.elector), name="berth-lease")
+
+    def attach(self, jobs: kopf.Index[Any, Any]) -> None:
+        """Start the cycles, on kopf's index of jobs (handlers are given it, nothing else)."""
         if self.task is None:
-            self.indices = (nodes, pods, jobs)
+            self.jobs = jobs
             self.task = asyncio.create_task(self._run(), name="berth-reconciler")
-            if self.elector is not None:
-                self.electing = asyncio.create_task(self._elect(self.elector), name="berth-lease")
 
     def acting(self) -> bool:
         return self.elector is None or self.elector.leading()
@@ -58,14 +71,38 @@ class Runner:
             self.changed.add(job)
         self.wanted.set()
 
+    def _node_changed(self, old: Slim | None, new: Slim | None) -> None:
+        # The informer keeps only what placement reads, so kubelets' (and kwok's) status
+        # heartbeats never get here: every change is a reason to retry waiting jobs.
+        if new is not None and self.acting():
+            self.reconciler.node_changed(new)
+        if old is None and new is None:  # a List replaced the cache
+            self.changed = None
+        self.wake(capacity=True)
+
+    def _pod_changed(self, old: Slim | None, new: Slim | None) -> None:
+        if old is None and new is None:  # a List replaced the cache
+            self.changed = None
+            self.wake(capacity=True)
+            return
+        phase = None if new is None else new["status"]["phase"]
+        freed = new is None or phase in ("Succeeded", "Failed")
+        meta = (new or old or {})["metadata"]
+        owner = meta["labels"].get(LABEL_JOB)
+        job = None if owner is None else (meta["namespace"] or "", owner)
+        self.wake(capacity=freed, job=job)
+
     def _view(self) -> View:
-        assert self.indices is not None
-        nodes, pods, jobs = ([v for store in i.values() for v in store] for i in self.indices)
+        assert self.nodes is not None and self.pods is not None and self.jobs is not None
+        jobs = [v for store in self.jobs.values() for v in store]
         changed = None if self.changed is None else frozenset(self.changed)
         self.changed = set()
-        return View(nodes, pods, jobs, self.capacity_epoch, changed)
+        return View(self.nodes.values(), self.pods.values(), jobs, self.capacity_epoch, changed)
 
     async def _run(self) -> None:
+        assert self.nodes is not None and self.pods is not None
+        for informer in (self.nodes, self.pods):
+            await asyncio.to_thread(informer.listed.wait)
         backoff = 0.25
         elastic = self.reconciler.elastic
         period = None if elastic is None else elastic.period_s  # resizing needs a clock too
@@ -98,23 +135,16 @@ class Runner:
             await asyncio.sleep(elector.timing.retry_s)
 
     async def stop(self) -> None:
+        for informer in (self.nodes, self.pods):
+            if informer is not None:
+                informer.stop()
         tasks = [t for t in (self.task, self.electing) if t is not None]
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
 
 
-# --- the cache ---------------------------------------------------------------------------
-
-
-@kopf.index("nodes")
-def node_index(body: kopf.Body, name: str, **_: Any) -> dict[str, Any]:
-    return {name: slim_node(body)}
-
-
-@kopf.index("pods")
-def pod_index(body: kopf.Body, namespace: str | None, name: str, **_: Any) -> dict[Any, Any]:
-    return {(namespace, name): slim_pod(body)}
+# --- the cache and wake-ups --------------------------------------------------------------
 
 
 @kopf.index(*JOBS)
@@ -122,42 +152,20 @@ def job_index(body: kopf.Body, namespace: str | None, name: str, **_: Any) -> di
     return {(namespace, name): copy.deepcopy(dict(body))}
 
 
-# --- wake-ups ----------------------------------------------------------------------------
-
-
-def _runner(memo: Any, kwargs: dict[str, Any]) -> Runner:
-    runner: Runner = memo.runner
-    runner.attach(kwargs["node_index"], kwargs["pod_index"], kwargs["job_index"])
-    return runner
-
-
 @kopf.on.event(*JOBS)
 async def job_event(memo: kopf.Memo, namespace: str | None, name: str, **kwargs: Any) -> None:
-    _runner(memo, kwargs).wake(capacity=False, job=(namespace or "", name))
+    runner: Runner = memo.runner
+    runner.attach(kwargs["job_index"])
+    runner.wake(capacity=False, job=(namespace or "", name))
 
 
-@kopf.on.event("nodes")
-async def node_event(
-    memo: kopf.Memo, type: str | None, body: kopf.Body, name: str, **kwargs: Any
-) -> None:
-    runner = _runner(memo, kwargs)
-    # Kubelets (and kwok) rewrite node status every few seconds; only a change placement
-    # can see (capacity, labels, taints, readiness) is a reason to retry waiting jobs.
-    seen = None if type == "DELETED" else slim_node(body)
-    if runner.nodes_seen.get(name) != seen:
-        runner.nodes_seen[name] = seen
-        if seen is not None and runner.acting():
-            runner.reconciler.node_changed(seen)
-        runner.wake(capacity=True)
+def _in_loop(loop: asyncio.AbstractEventLoop, changed: Changed) -> Changed:
+    """`changed`, called in `loop` (the informers call it from their threads)."""
 
+    def deliver(old: Slim | None, new: Slim | None) -> None:
+        loop.call_soon_threadsafe(changed, old, new)
 
-@kopf.on.event("pods")
-async def pod_event(memo: kopf.Memo, type: str | None, body: kopf.Body, **kwargs: Any) -> None:
-    phase = (body.get("status") or {}).get("phase")
-    freed = type == "DELETED" or phase in ("Succeeded", "Failed")
-    owner = (body.get("metadata") or {}).get("labels", {}).get(LABEL_JOB)
-    job = None if owner is None else (body["metadata"].get("namespace") or "", owner)
-    _runner(memo, kwargs).wake(capacity=freed, job=job)
+    return deliver
 
 
 @kopf.on.cleanup()
