@@ -20,6 +20,7 @@ the operator's start-up to index), the recommender and the operator as processes
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import sys
 import tempfile
@@ -41,7 +42,32 @@ from tests.kube import Cluster, eventually, operator, recommender, training_job 
 
 PLURAL = "acceleratorjobs"
 HOST = {"cpuCores": 64, "memory": "512Gi"}
+ROLES = ("kube-apiserver", "etcd", "kube-scheduler", "kube-controller-manager", "kwok",
+         "operator", "serve-recommender")  # fmt: skip
 STAGES = ("placed", "pod created", "bound", "pod running", "running")
+
+
+def cpu_seconds() -> dict[str, float]:
+    """CPU seconds (user + system) used so far by each process this bench runs, by role."""
+    tick = os.sysconf("SC_CLK_TCK")
+    out: dict[str, float] = {}
+    for proc in Path("/proc").iterdir():
+        try:
+            argv = (proc / "cmdline").read_bytes().split(b"\0")
+            fields = (proc / "stat").read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        words = [Path(a.decode(errors="replace")).name for a in argv[:3]]
+        role = next((r for w in words for r in ROLES if w == r), None)
+        if role is not None:
+            out[role] = out.get(role, 0.0) + (int(fields[11]) + int(fields[12])) / tick
+    return out
+
+
+def cpu_used(before: dict[str, float]) -> str:
+    after = cpu_seconds()
+    used = {r: after.get(r, 0.0) - before.get(r, 0.0) for r in after}
+    return ", ".join(f"{r} {s:.0f}" for r, s in sorted(used.items(), key=lambda e: -e[1]))
 
 
 def percentile(values: list[float], p: float) -> float:
@@ -138,6 +164,7 @@ def pair(
 
     def plain() -> tuple[list[float], float]:
         # kube-scheduler alone: plain one-GPU pods, create -> Running.
+        cpu = cpu_seconds()
         seen = burst(
             n,
             lambda name: core.create_namespaced_pod(plain_ns, plain_pod(name)),
@@ -146,6 +173,7 @@ def pair(
         )
         latency = [t["running"] - t["created"] for t in seen.values() if "running" in t]
         report("kube-scheduler, plain pods", latency, rate(seen))
+        print(f"  CPU seconds: {cpu_used(cpu)}", flush=True)
         core.delete_collection_namespaced_pod(plain_ns, grace_period_seconds=0)
         eventually(lambda: not core.list_namespaced_pod(plain_ns).items, timeout=300,
                    what="the plain pods gone")  # fmt: skip
@@ -153,6 +181,7 @@ def pair(
 
     def berth() -> tuple[list[float], float]:
         # berth: one-worker AcceleratorJobs, create -> phase Running (its worker bound, run).
+        cpu = cpu_seconds()
         seen = burst(
             n,
             lambda name: jobs_api.create_namespaced_custom_object(
@@ -168,6 +197,7 @@ def pair(
         )
         latency = [t["running"] - t["created"] for t in seen.values() if "running" in t]
         report("berth, AcceleratorJobs", latency, rate(seen))
+        print(f"  CPU seconds: {cpu_used(cpu)}", flush=True)
         stages = []
         before = "created"
         for stage in STAGES:

@@ -145,36 +145,6 @@ class Reconciler:
                 placed.append((job, recorded))
         self.metrics.queue.set(len(waiting))
         waiting.sort(key=_queue_order)
-        # 3. Place what is due a try, on one snapshot that each placement's claims update.
-        due = [job for job in waiting if self._due(job, view.capacity_epoch)]
-        snapshot: ClusterSnapshot | None = None  # built only when some job is due a try
-        fresh: set[tuple[str, str]] = set()  # placed or resized this cycle
-        if due:
-            built = self.snapshots.build(view.nodes, capacity_pods(view.pods, placed))
-            decided, snapshot = self._place_all(due, built, view.capacity_epoch)
-            if any(placement is None for _, placement in decided):
-                retry = True
-                snapshot = built  # without the claims of the writes that failed
-                for job, placement in decided:
-                    if placement is not None:
-                        snapshot = with_claims(snapshot, claims(job, placement))
-            for job, placement in decided:
-                if placement is not None:
-                    placed.append((job, placement))
-                    fresh.add(key(job))
-        # 4. Resize running elastic jobs, once per period.
-        if self.rebalancer is not None and self.rebalancer.due():
-            if snapshot is None:  # else step 3's, its claims applied: the same as a rebuild
-                snapshot = self.snapshots.build(view.nodes, capacity_pods(view.pods, placed))
-            try:
-                before = {key(j): p for j, p in placed}
-                placed = self.rebalancer.apply(snapshot, placed, waiting, self._parse)
-                fresh |= {key(j) for j, p in placed if before.get(key(j)) != p}
-            except Conflict as exc:
-                log.info("%s; resizing again next period", exc.message)
-            except ApiError as exc:
-                log.warning("resizing: %s; again next period", exc.message)
-        # 5. Bring every placed job's children and phase in line with its placement.
         products = {
             n["metadata"]["name"]: n["metadata"]["labels"].get(LABEL_GPU_PRODUCT, "")
             for n in view.nodes
@@ -185,20 +155,62 @@ class Reconciler:
             owner = meta["labels"].get(LABEL_JOB)
             if owner is not None:
                 by_job.setdefault((meta["namespace"], owner), {})[meta["name"]] = pod
-        # Only jobs whose job or Pods changed, placed or resized now, or left undone: a
-        # cycle costs what changed, not every job there is.
+
+        def children(job: Mapping[str, Any], placement: Allocation) -> bool:
+            return self._children(job, placement, by_job.get(key(job), {}), products)
+
+        # 3. Place what is due a try, on one snapshot that each placement's claims update;
+        # each placement's children follow its write at once.
+        due = [job for job in waiting if self._due(job, view.capacity_epoch)]
+        snapshot: ClusterSnapshot | None = None  # built only when some job is due a try
+        made: set[tuple[str, str]] = set()  # placed now, their children tried
+        undone: set[tuple[str, str]] = set()  # of those, the ones whose children failed
+        if due:
+            built = self.snapshots.build(view.nodes, capacity_pods(view.pods, placed))
+            decided, snapshot = self._place_all(due, built, view.capacity_epoch, children)
+            if any(placement is None for _, placement, _ in decided):
+                retry = True
+                snapshot = built  # without the claims of the writes that failed
+                for job, placement, _ in decided:
+                    if placement is not None:
+                        snapshot = with_claims(snapshot, claims(job, placement))
+            for job, placement, done in decided:
+                if placement is not None:
+                    placed.append((job, placement))
+                    made.add(key(job))
+                    if not done:
+                        undone.add(key(job))
+        # 4. Resize running elastic jobs, once per period.
+        resized: set[tuple[str, str]] = set()
+        if self.rebalancer is not None and self.rebalancer.due():
+            if snapshot is None:  # else step 3's, its claims applied: the same as a rebuild
+                snapshot = self.snapshots.build(view.nodes, capacity_pods(view.pods, placed))
+            try:
+                before = {key(j): p for j, p in placed}
+                placed = self.rebalancer.apply(snapshot, placed, waiting, self._parse)
+                resized = {key(j) for j, p in placed if before.get(key(j)) != p}
+                made -= resized
+            except Conflict as exc:
+                log.info("%s; resizing again next period", exc.message)
+            except ApiError as exc:
+                log.warning("resizing: %s; again next period", exc.message)
+        # 5. Bring every other placed job's children and phase in line with its placement:
+        # those whose job or Pods changed, resized now, or left undone by the last cycle (a
+        # cycle costs what changed, not every job there is).
         todo = [
             (job, placement)
             for job, placement in placed
-            if view.changed is None
-            or key(job) in view.changed
-            or key(job) in fresh
-            or key(job) in self.revisit
+            if key(job) not in made
+            and (
+                view.changed is None
+                or key(job) in view.changed
+                or key(job) in resized
+                or key(job) in self.revisit
+            )
         ]
-        self.revisit.clear()
-        outcomes = self.pool.map(
-            lambda jp: self._children(jp[0], jp[1], by_job.get(key(jp[0]), {}), products), todo
-        )
+        self.revisit = undone
+        retry |= bool(undone)
+        outcomes = self.pool.map(lambda jp: children(*jp), todo)
         for (job, _), done in zip(todo, outcomes, strict=True):
             if not done:
                 self.revisit.add(key(job))
@@ -254,11 +266,16 @@ class Reconciler:
         return seen is None or seen[0] != epoch or seen[1] != meta.get("generation")
 
     def _place_all(
-        self, due: Sequence[Mapping[str, Any]], snapshot: ClusterSnapshot, epoch: int
-    ) -> tuple[list[tuple[Mapping[str, Any], Allocation | None]], ClusterSnapshot]:
-        """Each due job placed, waiting or refused; (job, its allocation, or None to retry
-        it) for those a placement was decided for, in order, and the snapshot with the claims
-        of every one decided."""
+        self,
+        due: Sequence[Mapping[str, Any]],
+        snapshot: ClusterSnapshot,
+        epoch: int,
+        children: Callable[[Mapping[str, Any], Allocation], bool],
+    ) -> tuple[list[tuple[Mapping[str, Any], Allocation | None, bool]], ClusterSnapshot]:
+        """Each due job placed, waiting or refused, and the children of each one placed made
+        right after its write; (job, its allocation or None to retry it, whether its children
+        were made) for those a placement was decided for, in order, and the snapshot with the
+        claims of every one decided."""
         now, began = self.clock(), time.perf_counter()
         admitted: list[tuple[Mapping[str, Any], AcceleratorJob]] = []
         for job in due:
@@ -285,8 +302,17 @@ class Reconciler:
                 continue
             snapshot = with_claims(snapshot, claims(job, decided.allocation))
             chosen.append((job, decided))
-        # 3c. The writes, concurrently, each conditional on its job's resourceVersion.
-        placed = list(self.pool.map(lambda jd: self._record(jd[0], jd[1], now, began), chosen))
+
+        # 3c. The writes, concurrently, each conditional on its job's resourceVersion, each
+        # followed by its job's children.
+        def record(
+            job: Mapping[str, Any], decided: decision.Placed
+        ) -> tuple[Allocation | None, bool]:
+            placement = self._record(job, decided, now, began)
+            return placement, placement is not None and children(job, placement)
+
+        outcomes = list(self.pool.map(lambda jd: record(*jd), chosen))
+        placed = [p for p, _ in outcomes]
         for job, waiting in waits:
             self.metrics.decisions.labels("pending").inc()
             if any(p is None for p in placed):
@@ -294,7 +320,8 @@ class Reconciler:
             self._guarded(
                 job, partial(self._wait, job, waiting.message, epoch, now, waiting.conditions)
             )
-        return [(job, p) for (job, _), p in zip(chosen, placed, strict=True)], snapshot
+        out = [(job, p, done) for (job, _), (p, done) in zip(chosen, outcomes, strict=True)]
+        return out, snapshot
 
     def _record(
         self, job: Mapping[str, Any], decided: decision.Placed, now: datetime, began: float
