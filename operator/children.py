@@ -13,7 +13,7 @@ from berth.core.allocation import Allocation
 from berth.operator import resizing, status
 from berth.operator.events import Events
 from berth.operator.kube import AlreadyExists, Kube, NotFound
-from berth.operator.workers import service, worker_name, worker_pods
+from berth.operator.workers import needs_service, service, worker_name, worker_pods
 from berth.operator.writer import StatusWriter, key
 
 
@@ -54,7 +54,7 @@ class Children:
     ) -> None:
         uid = job["metadata"]["uid"]
         ns = job["metadata"]["namespace"]
-        if uid not in self.services:
+        if uid not in self.services and needs_service(job, placement):
             with contextlib.suppress(AlreadyExists):
                 self.kube.create_service(ns, service(job))
             self.services.add(uid)

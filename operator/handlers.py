@@ -89,8 +89,9 @@ class Runner:
         freed = new is None or phase in ("Succeeded", "Failed")
         meta = (new or old or {})["metadata"]
         owner = meta["labels"].get(LABEL_JOB)
-        job = None if owner is None else (meta["namespace"] or "", owner)
-        self.wake(capacity=freed, job=job)
+        if owner is None and not freed:
+            return  # another workload's pod took capacity: nothing waiting can fit better
+        self.wake(capacity=freed, job=None if owner is None else (meta["namespace"] or "", owner))
 
     def _view(self) -> View:
         assert self.nodes is not None and self.pods is not None and self.jobs is not None

@@ -73,10 +73,23 @@ LAST_CALL_S = 5
 KEEP_ALIVE_S, KEEP_ALIVE_ATTEMPTS = 1, 3
 
 
-def rendezvous_endpoint(job_name: str, namespace: str) -> str:
+def needs_service(job: Mapping[str, Any], placement: Allocation) -> bool:
+    """Whether workers must find each other by DNS: not a rigid training job on one node,
+    whose only worker is its own rendezvous (a move to more workers makes them all anew);
+    an elastic one may grow into a running group, and other kinds' users may address them."""
+    spec = job["spec"]
+    one = len(placement.shares) == 1 and not spec.get("elastic", False)
+    return not (one and spec["workload"]["kind"] == "training")
+
+
+def rendezvous_endpoint(job: Mapping[str, Any], placement: Allocation) -> str:
     """Worker 0's own DNS name (hostname.subdomain.namespace.svc): one pod, never the Service,
-    whose name resolves to every worker and would let each agent find itself and host a store."""
-    return f"{worker_name(job_name, 0)}.{job_name}.{namespace}.svc:{RDZV_PORT}"
+    whose name resolves to every worker and would let each agent find itself and host a store;
+    a worker alone in its job is its own."""
+    if not needs_service(job, placement):
+        return f"localhost:{RDZV_PORT}"
+    name, namespace = job["metadata"]["name"], job["metadata"]["namespace"]
+    return f"{worker_name(name, 0)}.{name}.{namespace}.svc:{RDZV_PORT}"
 
 
 def _torchrun_env(job: Mapping[str, Any], placement: Allocation, k: int) -> dict[str, str]:
@@ -91,7 +104,7 @@ def _torchrun_env(job: Mapping[str, Any], placement: Allocation, k: int) -> dict
         else f"{workers}:{workers}",
         "PET_NPROC_PER_NODE": str(placement.shares[k].devices),
         "PET_RDZV_BACKEND": "c10d",
-        "PET_RDZV_ENDPOINT": rendezvous_endpoint(meta["name"], meta["namespace"]),
+        "PET_RDZV_ENDPOINT": rendezvous_endpoint(job, placement),
         "PET_RDZV_ID": meta["uid"],
         # Exactly one store host, told, not guessed from its addresses: worker 0. The others
         # only connect, and retry while worker 0's DNS record is not there yet.

@@ -19,7 +19,7 @@ from berth.core.prediction import Prediction
 from berth.core.provenance import measured
 from berth.core.snapshot import build_snapshot, with_claims
 from berth.operator import predictions, resizing, state, status
-from berth.operator.workers import service, worker_pods
+from berth.operator.workers import needs_service, service, worker_pods
 from berth.placement.elastic import Resize
 from berth.placement.fallback import SpecTransfer
 from berth.placement.roofline import Roofline
@@ -105,9 +105,10 @@ def dns_name(pod: dict[str, Any]) -> str:
 
 
 @pytest.mark.parametrize(
-    "example", ["elastic-resnet50-training.yaml", "gpt2-finetune-deadline.yaml"]
+    ("example", "workers"),
+    [("elastic-resnet50-training.yaml", n) for n in (1, 2, 5)]
+    + [("gpt2-finetune-deadline.yaml", n) for n in (2, 5)],
 )
-@pytest.mark.parametrize("workers", [1, 2, 5])
 def test_the_rendezvous_endpoint_names_one_pod_and_only_it_hosts_the_store(
     example: str, workers: int
 ) -> None:
@@ -122,6 +123,15 @@ def test_the_rendezvous_endpoint_names_one_pod_and_only_it_hosts_the_store(
     hosts = [p for p in pods if "is_host=1" in env_of(p)["PET_RDZV_CONF"].split(",")]
     assert hosts == [pods[0]] and dns_name(pods[0]) == host
     assert all("is_host=0" in env_of(p)["PET_RDZV_CONF"].split(",") for p in pods[1:])
+
+
+def test_a_rigid_training_job_on_one_node_is_its_own_rendezvous_without_a_service() -> None:
+    job = api_job("gpt2-finetune-deadline.yaml")
+    alone = Allocation("a100", (Share("a100-0", 4),))
+    env = env_of(worker_pods(job, alone, {})[0])
+    assert env["PET_RDZV_ENDPOINT"] == "localhost:29400" and env["PET_NNODES"] == "1:1"
+    assert not needs_service(job, alone)
+    assert needs_service(job, TWO_NODES)  # and a move to two workers makes both anew
 
 
 def test_an_elastic_workers_rendezvous_admits_down_to_one_worker_with_a_restart_budget() -> None:

@@ -94,14 +94,24 @@ class World:
 
 
 def test_a_job_that_fits_is_recorded_first_then_its_service_and_workers_follow() -> None:
-    world = World(job())
-    assert world.cycle([job()]) is False
-    assert world.kube.verbs() == ["patch-status", "create-event", "create-service", "create-pod"]
+    world = World(job(count=10))
+    assert world.cycle([job(count=10)]) is False
+    assert world.kube.verbs() == [
+        "patch-status", "create-event", "create-service", "create-pod", "create-pod"
+    ]  # fmt: skip
     write = world.kube.calls[0]
     assert write.precondition == "1" and write.body["status"]["phase"] == "Placed"
-    assert write.body["status"]["placement"]["nodes"] == [{"name": "a100-0", "count": 2}]
+    assert write.body["status"]["placement"]["nodes"] == [
+        {"name": "a100-0", "count": 8}, {"name": "a100-1", "count": 2}
+    ]  # fmt: skip
     assert world.kube.calls[1].body["reason"] == "Placed"
-    assert world.kube.calls[3].name == "train-w0"
+    assert [c.name for c in world.kube.calls[3:]] == ["train-w0", "train-w1"]
+
+
+def test_a_rigid_training_job_on_one_node_gets_its_worker_and_no_service() -> None:
+    world = World(job())
+    world.cycle([job()])
+    assert world.kube.verbs() == ["patch-status", "create-event", "create-pod"]
 
 
 def test_a_restarted_operator_only_completes_the_missing_workers() -> None:
