@@ -74,10 +74,15 @@ class Runner:
     def _node_changed(self, old: Slim | None, new: Slim | None) -> None:
         # The informer keeps only what placement reads, so kubelets' (and kwok's) status
         # heartbeats never get here: every change is a reason to retry waiting jobs.
-        if new is not None and self.acting():
-            self.reconciler.node_changed(new)
-        if old is None and new is None:  # a List replaced the cache
+        listed = old is None and new is None  # a List replaced the cache
+        if listed:
             self.changed = None
+        if self.acting():
+            if new is not None:
+                self.reconciler.node_changed(new)
+            elif listed and self.nodes is not None:
+                for node in self.nodes.values():
+                    self.reconciler.node_changed(node)
         self.wake(capacity=True)
 
     def _pod_changed(self, old: Slim | None, new: Slim | None) -> None:

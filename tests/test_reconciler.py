@@ -19,6 +19,7 @@ from berth.core.validation import apply_defaults
 from berth.crds import acceleratorjob_schema
 from berth.operator import decision
 from berth.operator.events import Events
+from berth.operator.handlers import Runner
 from berth.operator.kube import Invalid, Unavailable
 from berth.operator.measurements import JobProgress, Measurements
 from berth.operator.metrics import Metrics
@@ -346,6 +347,27 @@ def test_a_node_berth_cannot_use_is_told_once_per_problem() -> None:
     (event,) = [c.body for c in world.kube.calls]
     assert (event["reason"], event["involvedObject"]["kind"]) == ("UnknownAccelerator", "Node")
     assert event["metadata"]["namespace"] == "default"
+
+
+class Listed:
+    """An informer that has listed `objects`."""
+
+    def __init__(self, *objects: dict[str, Any]) -> None:
+        self.objects = list(objects)
+
+    def values(self) -> list[dict[str, Any]]:
+        return self.objects
+
+
+def test_a_node_berth_cannot_use_is_told_when_the_nodes_are_listed_at_start() -> None:
+    world = World()
+    bad, good = nodes()
+    bad["metadata"]["labels"]["nvidia.com/gpu.product"] = "Tesla-Z9"
+    runner = Runner(world.reconciler)
+    runner.nodes = Listed(bad, good)  # type: ignore[assignment]
+    runner._node_changed(None, None)
+    (event,) = [c.body for c in world.kube.calls]
+    assert (event["reason"], event["involvedObject"]["name"]) == ("UnknownAccelerator", "a100-0")
 
 
 def test_a_deadline_passed_is_refused_before_any_prediction() -> None:
