@@ -4,9 +4,9 @@ priority first) and brings every placed job's children and phase in line with it
 Cycles run one at a time, and within one the decisions are made one after another on one
 snapshot, each placement's claims applied before the next, so two decisions never see the same
 free devices; what surrounds them runs concurrently (the predictions of every job due, the
-writes of different jobs, up to API_WORKERS at once), and a cycle brings in line only the jobs
-whose job or Pods changed since the last. The order of writes makes a restart at any moment
-safe:
+writes of different jobs, the children of the jobs already placed, up to API_WORKERS at once),
+and a cycle brings in line only the jobs whose job or Pods changed since the last. The order of
+writes makes a restart at any moment safe:
 
 1. status.placement is written first, with the job's resourceVersion as a precondition, so a
    placement is recorded at most once and never replaced;
@@ -159,12 +159,20 @@ class Reconciler:
         def children(job: Mapping[str, Any], placement: Allocation) -> bool:
             return self._children(job, placement, by_job.get(key(job), {}), products)
 
-        # 3. Place what is due a try, on one snapshot that each placement's claims update;
+        # 3. Bring the placed jobs whose job or Pods changed, or that the last cycle left
+        # undone, in line with their placement (children and phase), beside the placing: a
+        # job's phase does not wait for the placements of the jobs that came after it.
+        following = [
+            (job, placement)
+            for job, placement in placed
+            if view.changed is None or key(job) in view.changed or key(job) in self.revisit
+        ]
+        followed = [self.pool.submit(children, job, placement) for job, placement in following]
+        self.revisit = set()
+        # 4. Place what is due a try, on one snapshot that each placement's claims update;
         # each placement's children follow its write at once.
         due = [job for job in waiting if self._due(job, view.capacity_epoch)]
         snapshot: ClusterSnapshot | None = None  # built only when some job is due a try
-        made: set[tuple[str, str]] = set()  # placed now, their children tried
-        undone: set[tuple[str, str]] = set()  # of those, the ones whose children failed
         if due:
             built = self.snapshots.build(view.nodes, capacity_pods(view.pods, placed))
             decided, snapshot = self._place_all(due, built, view.capacity_epoch, children)
@@ -177,45 +185,29 @@ class Reconciler:
             for job, placement, done in decided:
                 if placement is not None:
                     placed.append((job, placement))
-                    made.add(key(job))
                     if not done:
-                        undone.add(key(job))
-        # 4. Resize running elastic jobs, once per period.
-        resized: set[tuple[str, str]] = set()
+                        self.revisit.add(key(job))
+        for (job, _), future in zip(following, followed, strict=True):
+            if not future.result():
+                self.revisit.add(key(job))
+        # 5. Resize running elastic jobs, once per period (once the jobs followed in step 3
+        # are done with), then bring the resized ones in line.
         if self.rebalancer is not None and self.rebalancer.due():
-            if snapshot is None:  # else step 3's, its claims applied: the same as a rebuild
+            if snapshot is None:  # else step 4's, its claims applied: the same as a rebuild
                 snapshot = self.snapshots.build(view.nodes, capacity_pods(view.pods, placed))
             try:
                 before = {key(j): p for j, p in placed}
                 placed = self.rebalancer.apply(snapshot, placed, waiting, self._parse)
-                resized = {key(j) for j, p in placed if before.get(key(j)) != p}
-                made -= resized
             except Conflict as exc:
                 log.info("%s; resizing again next period", exc.message)
             except ApiError as exc:
                 log.warning("resizing: %s; again next period", exc.message)
-        # 5. Bring every other placed job's children and phase in line with its placement:
-        # those whose job or Pods changed, resized now, or left undone by the last cycle (a
-        # cycle costs what changed, not every job there is).
-        todo = [
-            (job, placement)
-            for job, placement in placed
-            if key(job) not in made
-            and (
-                view.changed is None
-                or key(job) in view.changed
-                or key(job) in resized
-                or key(job) in self.revisit
-            )
-        ]
-        self.revisit = undone
-        retry |= bool(undone)
-        outcomes = self.pool.map(lambda jp: children(*jp), todo)
-        for (job, _), done in zip(todo, outcomes, strict=True):
-            if not done:
-                self.revisit.add(key(job))
-                retry = True
-        return retry
+            resized = [(j, p) for j, p in placed if before.get(key(j)) != p]
+            outcomes = self.pool.map(lambda jp: children(*jp), resized)
+            for (job, _), done in zip(resized, outcomes, strict=True):
+                if not done:
+                    self.revisit.add(key(job))
+        return retry or bool(self.revisit)
 
     def _children(
         self,
