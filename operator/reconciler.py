@@ -278,12 +278,12 @@ class Reconciler:
             else:
                 assert isinstance(parsed, AcceleratorJob)
                 admitted.append((job, parsed))
-        # 3a. Predictions for all, concurrently, one recommender call per distinct question:
+        # 4a. Predictions for all, concurrently, one recommender call per distinct question:
         # they depend on which types and counts the cluster has, not on what is free.
         jobs = [parsed for _, parsed in admitted]
         found = self.forecasts.predict_all(jobs, snapshot, self.pool)
         capacity = {t: total for t, (_, total) in predictions.devices(snapshot).items()}
-        # 3b. The decisions, one after another on one snapshot, each one's claims applied
+        # 4b. The decisions, one after another on one snapshot, each one's claims applied
         # before the next: no device is promised twice.
         chosen: list[tuple[Mapping[str, Any], decision.Placed]] = []
         waits: list[tuple[Mapping[str, Any], decision.Waiting]] = []
@@ -295,7 +295,7 @@ class Reconciler:
             snapshot = with_claims(snapshot, claims(job, decided.allocation))
             chosen.append((job, decided))
 
-        # 3c. The writes, concurrently, each conditional on its job's resourceVersion, each
+        # 4c. The writes, concurrently, each conditional on its job's resourceVersion, each
         # followed by its job's children.
         def record(
             job: Mapping[str, Any], decided: decision.Placed
