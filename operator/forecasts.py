@@ -43,13 +43,13 @@ class Forecasts:
         self.kept = {k: v for k, v in self.kept.items() if k in uids}
 
     def predict_all(
-        self, jobs: Sequence[AcceleratorJob], snapshot: ClusterSnapshot, pool: Executor
+        self, jobs: Sequence[AcceleratorJob], found: predictions.Devices, pool: Executor
     ) -> list[predictions.Predicted]:
-        """Every job's predictions, concurrently; jobs that ask the recommender the same
-        question (a sweep: one model, batch, precision and objective) share one call."""
+        """Every job's predictions on the cluster's devices (`found`), concurrently; jobs that
+        ask the recommender the same question (a sweep: one model, batch, precision and
+        objective) share one call."""
         ask, skipped = self._guarded()
         shared = None if ask is None else _shared(ask)
-        found = predictions.devices(snapshot)
         return list(pool.map(lambda job: self._predict(job, found, shared, skipped), jobs))
 
     def predict(self, job: AcceleratorJob, snapshot: ClusterSnapshot) -> predictions.Predicted:

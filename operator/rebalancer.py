@@ -101,7 +101,7 @@ class Rebalancer:
         queue = []
         for job in waiting:
             parsed = parse(job)
-            if not isinstance(parsed, InvalidObject) and self.writer.placement(job) is None:
+            if not isinstance(parsed, InvalidObject) and self.writer.allocation(job) is None:
                 allowed = tuple(t for t in types if parsed.accelerators.allows(t))
                 queue.append(WaitingJob(job["metadata"]["name"], parsed, allowed))
         # 3. Each resize written (with what was measured), then announced.

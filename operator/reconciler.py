@@ -281,8 +281,9 @@ class Reconciler:
         # 4a. Predictions for all, concurrently, one recommender call per distinct question:
         # they depend on which types and counts the cluster has, not on what is free.
         jobs = [parsed for _, parsed in admitted]
-        found = self.forecasts.predict_all(jobs, snapshot, self.pool)
-        capacity = {t: total for t, (_, total) in predictions.devices(snapshot).items()}
+        devices = predictions.devices(snapshot)
+        found = self.forecasts.predict_all(jobs, devices, self.pool)
+        capacity = {t: total for t, (_, total) in devices.items()}
         # 4b. The decisions, one after another on one snapshot, each one's claims applied
         # before the next: no device is promised twice.
         chosen: list[tuple[Mapping[str, Any], decision.Placed]] = []

@@ -44,10 +44,6 @@ class StatusWriter:
         phase: str | None = self.current(job)[1].get("phase")
         return phase
 
-    def placement(self, job: Mapping[str, Any]) -> dict[str, Any] | None:
-        found = self.current(job)[1].get("placement")
-        return dict(found) if found else None
-
     def allocation(self, job: Mapping[str, Any]) -> Allocation | None:
         """The recorded placement as an Allocation (every cycle asks it of every job)."""
         rv, current = self.current(job)
