@@ -99,7 +99,11 @@ def load(path: Path = SHIPPED, expected_sha256: str | None = None) -> Model:
     if digest != expected_sha256:
         raise ModelError(f"{path}: sha256 {digest} is not the expected {expected_sha256}")
     try:
-        session = ort.InferenceSession(data, providers=["CPUExecutionProvider"])
+        options = ort.SessionOptions()
+        # One thread: a request is a few rows, where waking a thread pool costs more than it
+        # saves (p50 76 against 96 us for 8 rows), and a pod's CPU limit is a core or two.
+        options.intra_op_num_threads = options.inter_op_num_threads = 1
+        session = ort.InferenceSession(data, options, providers=["CPUExecutionProvider"])
         meta = session.get_modelmeta().custom_metadata_map
         names = tuple(json.loads(meta["berth.features"]))
         scaling = json.loads(meta["berth.scaling"])

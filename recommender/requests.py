@@ -4,6 +4,7 @@ schema cannot say, or refused with a message that names the field. Pure."""
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -99,11 +100,20 @@ def _number(value: Any, where: str) -> float:
 def _variant(name: Any, where: str) -> tuple[str, Variant]:
     if not isinstance(name, str) or not name:
         raise RequestError(f"{where} must be an accelerator name")
+    found = _named(name)
+    if isinstance(found, str):
+        raise RequestError(f"{where}: {found}")
+    return found
+
+
+@functools.lru_cache(maxsize=4096)  # bounded: the names are the caller's
+def _named(name: str) -> tuple[str, Variant] | str:
+    """(type, variant) a name means, or why it is refused."""
     found = resolve(name)
     if found.type is None:
-        raise RequestError(f"{where}: unknown accelerator {name!r}")
+        return f"unknown accelerator {name!r}"
     if found.type == CPU:
-        raise RequestError(f"{where}: cpu is not scored by the model")
+        return "cpu is not scored by the model"
     if found.variant is not None:
         return found.type, VARIANTS[found.variant]
     # "A100 80GB": the type's first variant with that memory, else its default.

@@ -40,7 +40,6 @@ from berth.core.profile import ProfileRecord
 from berth.placement.roofline import BACKWARD_FACTOR, gpu_peak_tflops
 
 Z90 = 1.6448536269514722
-CACHE = 65536  # answers kept before the memo starts again
 QUANTILE = 0.9  # of held-out |errors|: the half-width of the 90% interval (split conformal)
 RIDGE = 1.0  # the correction's L2 penalty: it nudges the prior, it does not replace it
 TENSOR = ("fp16", "bf16")
@@ -131,7 +130,10 @@ class _Family:
         self.log2_count = np.log2([r.count for r in rows])
         self.log_batch = np.log([r.batch for r in rows])
         self.spec = np.array([_spec(DEFAULT_VARIANT[r.type]) for r in rows])
-        self.tiebreak = np.lexsort((self.log_batch, self.log2_count, self.type))
+        self.rank = np.argsort(np.lexsort((self.log_batch, self.log2_count, self.type)))
+        # (precision, framework, type, variant id) -> the rows tied first on those four keys:
+        # a query's batch and count only choose among them.
+        self._tied: dict[tuple[str, str, str, str], np.ndarray] = {}
 
     def most_alike(
         self, q: Row, keep: np.ndarray | None, variant: Variant | None = None
@@ -139,20 +141,44 @@ class _Family:
         """Same precision, then framework, then type, then the type nearest by datasheet
         (log FP32 and FP16 peaks and bandwidth), then the nearest count and batch (log
         scales), then type, count and batch by name and size; among `keep` where given."""
-        spec = np.abs(self.spec - _spec(variant or DEFAULT_VARIANT[q.type])).sum(axis=1)
-        keys = (  # np.lexsort: the last key sorts first
-            np.argsort(self.tiebreak),  # rank in (type, count, batch) order
-            np.abs(self.log_batch - math.log(q.batch)),
-            np.abs(self.log2_count - math.log2(q.count)),
-            np.round(spec, 6),  # the nearest type by its datasheet
-            self.type != q.type,
-            self.framework != q.framework,
-            self.precision != q.precision,
+        v = variant or DEFAULT_VARIANT[q.type]
+        if keep is None:
+            key = (q.precision, q.framework, q.type, v.id)
+            if key not in self._tied:
+                self._tied[key] = self._ties(q, v)
+            among = self._tied[key]
+            keys = self._near(q, among)  # the other keys are equal within the tie
+        else:
+            among = np.flatnonzero(keep)
+            keys = self._near(q, among) + self._alike(q, v, among)
+        if not among.size:
+            return None
+        return self.rows[int(among[np.lexsort(keys)[0]])]
+
+    def _near(self, q: Row, among: np.ndarray) -> tuple[np.ndarray, ...]:
+        """The last of np.lexsort's keys (it sorts by the last first) over the rows `among`."""
+        return (
+            self.rank[among],  # rank in (type, count, batch) order
+            np.abs(self.log_batch[among] - math.log(q.batch)),
+            np.abs(self.log2_count[among] - math.log2(q.count)),
         )
-        order = np.lexsort(keys)
-        if keep is not None:
-            order = order[keep[order]]
-        return self.rows[int(order[0])] if order.size else None
+
+    def _alike(self, q: Row, v: Variant, among: np.ndarray) -> tuple[np.ndarray, ...]:
+        """The first of np.lexsort's keys: they depend on no batch or count."""
+        spec = np.abs(self.spec[among] - _spec(v)).sum(axis=1)
+        return (
+            np.round(spec, 6),  # the nearest type by its datasheet
+            self.type[among] != q.type,
+            self.framework[among] != q.framework,
+            self.precision[among] != q.precision,
+        )
+
+    def _ties(self, q: Row, v: Variant) -> np.ndarray:
+        every = np.arange(len(self.rows))
+        first = np.stack(self._alike(q, v, every))
+        best = first[:, np.lexsort(first)[0]]
+        tied: np.ndarray = every[(first == best[:, None]).all(axis=0)]
+        return tied
 
 
 def _by_family(rows: Sequence[Row]) -> dict[str, _Family]:
@@ -177,7 +203,6 @@ class Transfer:
         self.log_efficiency = log_efficiency
         self.q90 = q90
         self._families = _by_family(self.rows)
-        self._answers: dict[tuple[Row, str | None], Answer | None] = {}
 
     def describe(self) -> dict[str, object]:
         """What /v1/model shows of it."""
@@ -193,15 +218,6 @@ class Transfer:
         return None if family is None else family.most_alike(q, None, variant)
 
     def predict(self, q: Row, variant: Variant | None = None) -> Answer | None:
-        """Memoised: the operator asks the same few questions again and again."""
-        key = (q, None if variant is None else variant.id)
-        if key not in self._answers:
-            if len(self._answers) >= CACHE:
-                self._answers.clear()
-            self._answers[key] = self._predict(q, variant)
-        return self._answers[key]
-
-    def _predict(self, q: Row, variant: Variant | None) -> Answer | None:
         ref = self.reference(q, variant)
         if ref is not None:
             kind = "same-type" if ref.type == q.type else "other-type"
