@@ -5,12 +5,16 @@ between data sets."""
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import numpy as np
 import pytest
 
-from berth.core.catalog import DEFAULT_VARIANT
-from berth.recommender import transfer
+from berth.core.catalog import DEFAULT_VARIANT, Variant
+from berth.core.prediction import Prediction
+from berth.core.provenance import predicted
+from berth.recommender import served, transfer
+from berth.recommender.served import Served
 from berth.recommender.transfer import Row, fit, prior
 
 
@@ -90,7 +94,35 @@ def test_intervals_are_the_held_out_error_quantile_per_kind() -> None:
     assert q["same-type"] == 1.0  # never seen: a factor of e either way
 
 
-def test_an_answer_is_remembered() -> None:
-    model = fit([row("t4"), row("a100", rate=250.0)])
-    first = model.predict(row("v100", rate=None))
-    assert model.predict(row("v100", rate=None)) is first
+class CountingMlp:
+    """The MLP's part of a Served predictor: a constant answer, counting the rows asked."""
+
+    version = "counting"
+
+    def __init__(self) -> None:
+        self.rows = 0
+
+    def predict_many(self, rows: Sequence[tuple[str, int, Variant, int]]) -> list[Prediction]:
+        self.rows += len(rows)
+        figure = predicted(1.0, "samples/s", self.version, 0.1)
+        return [Prediction(figure, figure) for _ in rows]
+
+
+def test_a_repeated_question_is_answered_from_memory() -> None:
+    mlp = CountingMlp()
+    predictor = Served(mlp, fit([row("t4"), row("a100", rate=250.0)]))  # type: ignore[arg-type]
+    ask = [("resnet50", 64, DEFAULT_VARIANT["v100"], 1), ("resnet50", 64, DEFAULT_VARIANT["t4"], 2)]
+    first = predictor.predict_many(ask)
+    again = predictor.predict_many([ask[1], ask[0]])
+    assert again == [first[1], first[0]] and mlp.rows == 2
+
+
+def test_the_memory_of_answers_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(served, "ANSWERS", 3)
+    mlp = CountingMlp()
+    predictor = Served(mlp, fit([row("t4")]))  # type: ignore[arg-type]
+    for batch in range(1, 6):
+        predictor.predict_many([("resnet50", batch, DEFAULT_VARIANT["t4"], 1)])
+    assert len(predictor._answers) <= 3
+    predictor.predict_many([("resnet50", 1, DEFAULT_VARIANT["t4"], 1)])  # forgotten: asked again
+    assert mlp.rows == 6
