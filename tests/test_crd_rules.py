@@ -7,7 +7,10 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from berth.core import validation
 from berth.core.job import parse_job
 from berth.core.validation import InvalidObject
 from berth.crds import acceleratorjob_crd, acceleratorjob_schema
@@ -233,3 +236,34 @@ def test_crd_names_printer_columns_and_status_subresource() -> None:
     assert version["subresources"] == {"status": {}}
     columns = [c["name"] for c in version["additionalPrinterColumns"]]
     assert columns == ["Phase", "Type", "Count", "Nodes", "Energy-kWh", "Measured", "Age"]
+
+
+def _rules(schema: dict[str, Any]) -> Iterator[str]:
+    for rule in schema.get("x-kubernetes-validations", ()):
+        yield rule["rule"]
+    for sub in schema.get("properties", {}).values():
+        yield from _rules(sub)
+    if isinstance(schema.get("items"), dict):
+        yield from _rules(schema["items"])
+
+
+RULES = sorted(set(_rules(acceleratorjob_schema())))
+# Values shaped like what the rules read: the names they use, nested, of every JSON type.
+_NAMES = st.sampled_from(["metadata", "name", "elastic", "accelerators", "count", "min", "max",
+                          "types", "workload", "precision", "totalWork", "iterations", "samples",
+                          "batchSize", "type", "weight", "nodeName", "other"])  # fmt: skip
+_SCALARS = st.one_of(
+    st.booleans(), st.integers(-3, 3), st.sampled_from([0.5, -1.0, 2.0]),
+    st.sampled_from(["cpu", "tf32", "balanced", "energy", "a-b", "Bad_Name", "1Gi"]),
+)  # fmt: skip
+_VALUES = st.recursive(
+    _SCALARS, lambda inner: st.lists(inner, max_size=3) | st.dictionaries(_NAMES, inner, max_size=4)
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(rule=st.sampled_from(RULES), value=st.dictionaries(_NAMES, _VALUES, max_size=5) | _SCALARS)
+def test_a_remembered_rule_outcome_is_the_one_evaluating_it_gives(rule: str, value: Any) -> None:
+    # What a rule reads decides its outcome: another object that reads the same is answered
+    # from memory, and on the rule's own cut of the object.
+    assert validation._evaluate(rule, value) == validation._evaluated(rule, value)
