@@ -73,6 +73,15 @@ class RunningJob:
     def count(self) -> int:
         return sum(d for _, d in self.shares)
 
+    @cached_property
+    def counts(self) -> tuple[int, ...]:
+        """The counts predicted on its type, ascending: no other count can be chosen."""
+        return tuple(sorted(self.predictions))
+
+    def counts_in(self, low: int, high: int) -> list[int]:
+        """The predicted counts c with low <= c <= high, ascending."""
+        return [c for c in self.counts if low <= c <= high]
+
 
 @dataclass(frozen=True)
 class WaitingJob:
@@ -128,7 +137,8 @@ def _floor(r: RunningJob, settings: Settings) -> int:
     deadline it would meet now (admitting one job never costs another its deadline)."""
     low = r.job.accelerators.count.min
     if _meets(r, r.count, 0.0):
-        low = next((c for c in range(low, r.count) if _meets(r, c, _restart(r, settings))), r.count)
+        meets = (c for c in r.counts_in(low, r.count - 1) if _meets(r, c, _restart(r, settings)))
+        low = next(meets, r.count)
     return low
 
 
@@ -249,7 +259,7 @@ class Round:
             names = self.free.eligible(r.job, r.type)
             target, reason = None, ""
             if late:
-                for c in range(r.count + 1, r.job.accelerators.count.max + 1):
+                for c in r.counts_in(r.count + 1, r.job.accelerators.count.max):
                     if _meets(r, c, _restart(r, self.settings)):
                         target, reason = c, "meet the deadline"
                         break
@@ -369,7 +379,7 @@ def _late_growth(
     """A job no count of its type gets in time: the count up to `top` with the least energy
     within a bounded slowdown (lateness.py), when the time it saves beats hysteresis and the
     restart."""
-    counts = [c for c in range(r.count, top + 1) if _rate(r, c) and _joules(r, c)]
+    counts = [c for c in r.counts_in(r.count, top) if _rate(r, c) and _joules(r, c)]
     if r.remaining_samples is None or r.count not in counts:
         return None, ""
     left = r.remaining_samples
@@ -391,7 +401,7 @@ def _idle_growth(
     and the restart, within the energy bound for energy jobs (fewer devices on a tie)."""
     joules = _joules(r, r.count)
     best, best_rate = None, rate
-    for c in range(r.count + 1, top + 1):
+    for c in r.counts_in(r.count + 1, top):
         new_rate, new_joules = _rate(r, c), _joules(r, c)
         if new_rate is None or new_joules is None or joules is None:
             continue

@@ -61,11 +61,24 @@ class Plan:
 
 
 def worker_need(job: AcceleratorJob) -> WorkerNeed:
+    """What one worker requests, parsed once per job object (every decision and every period
+    of the elastic policy asks; a job's template does not change under it)."""
+    known = _needs.get(id(job))
+    if known is not None and known[0] is job:
+        return known[1]
     spec = job.template.get("spec", {})
     requests = pod_requests({"spec": spec})
-    return WorkerNeed(
+    need = WorkerNeed(
         requests.cpu_millis, requests.memory_bytes, tuple(spec.get("tolerations", ()))
     )
+    if len(_needs) >= NEEDS:
+        _needs.clear()
+    _needs[id(job)] = (job, need)  # the job held: its id cannot be reused while it is here
+    return need
+
+
+NEEDS = 65536  # jobs whose worker needs are kept
+_needs: dict[int, tuple[AcceleratorJob, WorkerNeed]] = {}
 
 
 def min_memory_mib(job: AcceleratorJob) -> int | None:
