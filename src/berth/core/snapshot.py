@@ -123,6 +123,14 @@ class NodeState:
 class ClusterSnapshot:
     nodes: tuple[NodeState, ...]
 
+    @cached_property
+    def by_type(self) -> dict[str | None, tuple[NodeState, ...]]:
+        """Accelerator type -> its nodes, in snapshot order (None: nodes of no known type)."""
+        grouped: dict[str | None, list[NodeState]] = {}
+        for n in self.nodes:
+            grouped.setdefault(n.accelerator.type, []).append(n)
+        return {t: tuple(ns) for t, ns in grouped.items()}
+
     def node(self, name: str) -> NodeState:
         for node in self.nodes:
             if node.name == name:

@@ -82,6 +82,18 @@ class RunningJob:
         """The predicted counts c with low <= c <= high, ascending."""
         return [c for c in self.counts if low <= c <= high]
 
+    @cached_property
+    def rates(self) -> dict[int, float]:
+        """count -> predicted samples/s on its type (asked millions of times a simulation)."""
+        return {c: p.throughput.value for c, p in self.predictions.items()}
+
+    @cached_property
+    def joules(self) -> dict[int, float]:
+        """count -> predicted J/sample on its type."""
+        return {
+            c: c * p.device_watts.value / p.throughput.value for c, p in self.predictions.items()
+        }
+
 
 @dataclass(frozen=True)
 class WaitingJob:
@@ -111,13 +123,11 @@ def by_type(
 
 
 def _rate(r: RunningJob, count: int) -> float | None:
-    p = r.predictions.get(count)
-    return None if p is None else p.throughput.value
+    return r.rates.get(count)
 
 
 def _joules(r: RunningJob, count: int) -> float | None:
-    p = r.predictions.get(count)
-    return None if p is None else count * p.device_watts.value / p.throughput.value
+    return r.joules.get(count)
 
 
 def _restart(r: RunningJob, settings: Settings) -> float:
@@ -297,12 +307,13 @@ class Round:
             count = r.job.accelerators.count
             usable: dict[str, list[str]] = {}  # type -> nodes the job may use there
             fits: dict[tuple[str, int], Prediction] = {}
+            most = self.free.most_taken(self.settings.move_headroom)  # per type
             for (type_id, c), p in r.elsewhere.items():
                 if type_id == r.type or not count.min <= c <= count.max:
                     continue
                 if not r.job.elastic and c != r.count:
                     continue
-                if self.free.idle_share(type_id, c) < self.settings.move_headroom:
+                if c > most.get(type_id, -1):  # would leave too little of the type idle
                     continue
                 if type_id not in usable:
                     usable[type_id] = self.free.eligible(r.job, type_id)

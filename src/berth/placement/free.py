@@ -25,7 +25,7 @@ class FreeDevices:
         self.of_type: dict[str | None, list[str]] = {}
         for name in self.free:
             self.of_type.setdefault(self.type[name], []).append(name)
-        # Per type, kept current: what total() and idle_share() would sum over every node.
+        # Per type, kept current: what total() and most_taken() would sum over every node.
         self.type_free = {t: sum(self.free[n] for n in ns) for t, ns in self.of_type.items()}
         self.pool = {
             t: sum(self.nodes[n].allocatable.gpus for n in ns) for t, ns in self.of_type.items()
@@ -55,10 +55,12 @@ class FreeDevices:
             return self.type_free[whole]
         return sum(self.free[n] for n in names)
 
-    def idle_share(self, type_id: str, taking: int) -> float:
-        """The share of the type's devices still free after `taking` more."""
-        pool = self.pool.get(type_id, 0)
-        return (self.type_free.get(type_id, 0) - taking) / pool if pool else 0.0
+    def most_taken(self, headroom: float) -> dict[str | None, float]:
+        """Per type, the most devices that may be taken while at least `headroom` of the
+        type's devices stay free (negative: none)."""
+        return {
+            t: self.type_free.get(t, 0) - headroom * pool for t, pool in self.pool.items() if pool
+        }
 
     def take(self, names: Sequence[str], count: int) -> Shares | None:
         """Fewest nodes first: the fullest that still has room."""

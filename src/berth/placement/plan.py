@@ -133,13 +133,12 @@ def decide(
     min_mib = min_memory_mib(job)
     budget_s = deadline_budget(job, now)
 
-    offered = {n.accelerator.type for n in snapshot.nodes if n.accelerator.type is not None}
-    types = sorted(t for t in offered if job.accelerators.allows(t))
+    types = sorted(t for t in snapshot.by_type if t is not None and job.accelerators.allows(t))
     options: list[Option] = []
     rejected: list[Rejected] = []
     count = job.accelerators.count
     for type_id in types:
-        of_type = [n for n in snapshot.nodes if n.accelerator.type == type_id]
+        of_type = snapshot.by_type[type_id]
         reasons = [why_not(n, type_id, need, min_mib) for n in of_type]
         eligible = [n for n, r in zip(of_type, reasons, strict=True) if r is None]
         pick = gang_picker(eligible)
