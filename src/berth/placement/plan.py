@@ -144,12 +144,16 @@ def decide(
         pick = gang_picker(eligible)
         for n in range(count.min, count.max + 1):
             prediction = predictions.get((type_id, n))
+            # Only the first MAX_ALTERNATIVES rejections can be shown: none made past them (a
+            # count range of 1-64 would make hundreds per decision).
             if prediction is None:
-                rejected.append(Rejected(type_id, n, f"no prediction for {type_id} x{n}"))
+                if len(rejected) < MAX_ALTERNATIVES:
+                    rejected.append(Rejected(type_id, n, f"no prediction for {type_id} x{n}"))
                 continue
             gang = pick(n)
             if gang is None:
-                rejected.append(Rejected(type_id, n, _no_room(eligible, reasons, type_id, n)))
+                if len(rejected) < MAX_ALTERNATIVES:
+                    rejected.append(Rejected(type_id, n, _no_room(eligible, reasons, type_id, n)))
                 continue
             options.append(make_option(job, type_id, gang, prediction, budget_s))
 
