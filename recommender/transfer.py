@@ -132,8 +132,10 @@ class _Family:
         self.spec = np.array([_spec(DEFAULT_VARIANT[r.type]) for r in rows])
         self.rank = np.argsort(np.lexsort((self.log_batch, self.log2_count, self.type)))
         # (precision, framework, type, variant id) -> the rows tied first on those four keys:
-        # a query's batch and count only choose among them.
+        # a query's batch and count only choose among them. A framework none of the rows has
+        # ties them all alike, so it is kept as "" (the caller names it: a bound on the keys).
         self._tied: dict[tuple[str, str, str, str], np.ndarray] = {}
+        self._frameworks = set(self.framework.tolist())
 
     def most_alike(
         self, q: Row, keep: np.ndarray | None, variant: Variant | None = None
@@ -143,7 +145,8 @@ class _Family:
         scales), then type, count and batch by name and size; among `keep` where given."""
         v = variant or DEFAULT_VARIANT[q.type]
         if keep is None:
-            key = (q.precision, q.framework, q.type, v.id)
+            framework = q.framework if q.framework in self._frameworks else ""
+            key = (q.precision, framework, q.type, v.id)
             if key not in self._tied:
                 self._tied[key] = self._ties(q, v)
             among = self._tied[key]

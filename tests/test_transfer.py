@@ -126,3 +126,12 @@ def test_the_memory_of_answers_is_bounded(monkeypatch: pytest.MonkeyPatch) -> No
     assert len(predictor._answers) <= 3
     predictor.predict_many([("resnet50", 1, DEFAULT_VARIANT["t4"], 1)])  # forgotten: asked again
     assert mlp.rows == 6
+
+
+def test_frameworks_no_measurement_has_are_remembered_as_one() -> None:
+    # The caller names the framework: unknown ones tie every row alike, so they share one
+    # cached tie instead of growing the cache one entry each.
+    model = fit([row("t4"), row("a100", rate=250.0)])
+    for i in range(50):
+        model.predict(row("v100", rate=None, framework=f"framework-{i}"))
+    assert len(model._families["resnet50"]._tied) == 1

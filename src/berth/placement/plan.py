@@ -77,7 +77,7 @@ def worker_need(job: AcceleratorJob) -> WorkerNeed:
     return need
 
 
-NEEDS = 65536  # jobs whose worker needs are kept
+NEEDS = 4096  # jobs whose worker needs are kept (each entry holds its job: a bound on memory)
 _needs: dict[int, tuple[AcceleratorJob, WorkerNeed]] = {}
 
 
