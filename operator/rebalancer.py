@@ -97,7 +97,7 @@ class Rebalancer:
         if not running:
             return placed
         # 2. The queue, for the shrinks that admit waiting jobs.
-        types = sorted({n.accelerator.type for n in snapshot.nodes if n.accelerator.type})
+        types = sorted(t for t in snapshot.by_type if t)
         queue = []
         for job in waiting:
             parsed = parse(job)

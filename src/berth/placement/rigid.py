@@ -42,13 +42,14 @@ def rigid_plan(
     count = job.accelerators.count.max
     need, min_mib = worker_need(job), min_memory_mib(job)
     budget = deadline_budget(job, now)
-    types = sorted({n.accelerator.type for n in snapshot.nodes if n.accelerator.type is not None})
+    types = sorted(t for t in snapshot.by_type if t is not None)
     options = []
     for type_id in types:
         prediction = predictions.get((type_id, count))
         if prediction is None or not job.accelerators.allows(type_id):
             continue
-        eligible = [n for n in snapshot.nodes if why_not(n, type_id, need, min_mib) is None]
+        of_type = snapshot.by_type[type_id]
+        eligible = [n for n in of_type if why_not(n, type_id, need, min_mib) is None]
         gang = gang_rule(eligible, count)
         if gang is not None:
             options.append(make_option(job, type_id, gang, prediction, budget))
