@@ -180,11 +180,11 @@ OUTCOMES = 65536  # kept before the memo starts again
 _outcomes: dict[tuple[str, str], bool | str] = {}
 _HAS = re.compile(r"\bhas\(\s*self((?:\.[A-Za-z_]\w*)+)\s*\)")
 _MEMBERS = re.compile(r"\bself((?:\.[A-Za-z_]\w*)*)(\s*\()?")
-Path_ = tuple[str, ...]
+Members = tuple[str, ...]  # self.a.b as ("a", "b")
 
 
 @cache
-def _reads(rule: str) -> tuple[tuple[Path_, ...], tuple[Path_, ...]] | None:
+def _reads(rule: str) -> tuple[tuple[Members, ...], tuple[Members, ...]] | None:
     """(paths whose presence the rule tests, paths whose values it reads) of `self`; None
     when it reads `self` otherwise (whole, indexed, in a string), so all of it counts."""
     present = tuple(tuple(m.group(1)[1:].split(".")) for m in _HAS.finditer(rule))
@@ -199,7 +199,7 @@ def _reads(rule: str) -> tuple[tuple[Path_, ...], tuple[Path_, ...]] | None:
     return present, tuple(values)
 
 
-def _at(value: Any, path: Path_, whole: bool = True) -> list[Any]:
+def _at(value: Any, path: Members, whole: bool = True) -> list[Any]:
     """[1, the value at path] ([1] when only its presence counts); [0, depth] where it is
     absent; [2, depth, it] where a non-object is met (a rule's error names what was missing or
     what could not be selected from, and where)."""
