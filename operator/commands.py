@@ -48,7 +48,8 @@ def add_parser(commands: Any) -> None:
         default=os.environ.get("BERTH_PROMETHEUS_URL"),
         help="where the workers' progress counters (berth_job_samples_total) are scraped: "
         "running jobs' work left and rates are measured there, and resizes decided on them "
-        "(default $BERTH_PROMETHEUS_URL; without one, work left is modelled from predictions)",
+        "(default $BERTH_PROMETHEUS_URL; without one, the operator scrapes the workers that "
+        "set BERTH_METRICS_PORT itself)",
     )
     p.add_argument(
         "--measure-window",
@@ -134,9 +135,10 @@ def run(args: argparse.Namespace) -> int:
     from berth.operator.informer import Informer
     from berth.operator.kube import KubeApi
     from berth.operator.leader import Elector, KubeLeases
-    from berth.operator.measurements import PrometheusProgress
+    from berth.operator.measurements import Measurements, PrometheusProgress
     from berth.operator.metrics import Metrics
     from berth.operator.reconciler import Reconciler
+    from berth.operator.scraping import WorkerScraper
     from berth.operator.state import slim_node, slim_pod
     from berth.recommender.client import RecommenderClient
 
@@ -156,9 +158,20 @@ def run(args: argparse.Namespace) -> int:
     elastic = None
     if args.resize_period > 0:
         elastic = Settings(period_s=args.resize_period, min_interval_s=args.resize_min_interval)
-    measurements = None
+    core = client.CoreV1Api(api)
+    nodes = Informer("nodes", core.list_node, slim_node, lambda o: o["metadata"]["name"])
+    pods = Informer(
+        "pods",
+        core.list_pod_for_all_namespaces,
+        slim_pod,
+        lambda o: (o["metadata"].get("namespace"), o["metadata"]["name"]),
+    )
+    measurements: Measurements | None = None
+    scraper = None
     if args.prometheus_url:
         measurements = PrometheusProgress.connect(args.prometheus_url, args.measure_window)
+    elif elastic is not None:
+        measurements = scraper = WorkerScraper(pods.values, args.measure_window)
     reconciler = Reconciler(
         KubeApi(api),
         ask,
@@ -170,14 +183,6 @@ def run(args: argparse.Namespace) -> int:
     elector = None
     if args.leader_elect:
         elector = Elector(KubeLeases(api, args.leader_elect), INSTANCE)
-    core = client.CoreV1Api(api)
-    nodes = Informer("nodes", core.list_node, slim_node, lambda o: o["metadata"]["name"])
-    pods = Informer(
-        "pods",
-        core.list_pod_for_all_namespaces,
-        slim_pod,
-        lambda o: (o["metadata"].get("namespace"), o["metadata"]["name"]),
-    )
 
     @kopf.on.startup()
     async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
@@ -186,6 +191,8 @@ def run(args: argparse.Namespace) -> int:
         settings.networking.request_timeout = 30
         memo.runner = handlers.Runner(reconciler, elector)
         memo.runner.watch(nodes, pods)
+        if scraper is not None:
+            scraper.start()
 
     liveness = f"http://0.0.0.0:{args.health_port}/healthz" if args.health_port else None
     asyncio.run(

@@ -11,7 +11,7 @@ the counter resets every resize's restart makes), and the job's rate in consecut
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Protocol
@@ -27,6 +27,8 @@ class JobProgress:
     samples_done: float | None  # None: the counter has not been scraped yet
     measured: tuple[Measured, ...]  # rates per window, by the (type, count) held in each
     at: datetime
+    # (series, last reading) where berth counts itself (scraping.py), kept in the status
+    counters: tuple[tuple[str, float], ...] = ()
 
 
 class Query(Protocol):
@@ -46,7 +48,17 @@ class Query(Protocol):
 
 
 class Measurements(Protocol):
-    def of(self, namespace: str, name: str, since: datetime, now: datetime) -> JobProgress: ...
+    def of(
+        self,
+        namespace: str,
+        name: str,
+        since: datetime,
+        now: datetime,
+        last: Mapping[str, Any] | None = None,
+    ) -> JobProgress | None:
+        """`last`: the job's status.progress as last written. None: nothing is known of the job
+        yet (its status is left as it is)."""
+        ...
 
 
 def _selector(namespace: str, name: str) -> str:
@@ -74,7 +86,14 @@ class PrometheusProgress:
 
         return PrometheusProgress(PrometheusConnect(url=url, disable_ssl=True), window_s)
 
-    def of(self, namespace: str, name: str, since: datetime, now: datetime) -> JobProgress:
+    def of(
+        self,
+        namespace: str,
+        name: str,
+        since: datetime,
+        now: datetime,
+        last: Mapping[str, Any] | None = None,
+    ) -> JobProgress:
         series = _selector(namespace, name)
         ran_s = max((now - since).total_seconds(), 0.0)
         done = None

@@ -148,7 +148,8 @@ class Rebalancer:
             return None
         meta = job["metadata"]
         try:
-            return self.measurements.of(meta["namespace"], meta["name"], since, now)
+            last = current.get("progress")
+            return self.measurements.of(meta["namespace"], meta["name"], since, now, last)
         except Exception as exc:  # Prometheus down or odd: work left is modelled this period
             self.metrics.measurement_failures.inc()
             log.warning("progress of %s/%s not measured: %s", meta["namespace"], meta["name"], exc)

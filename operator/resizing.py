@@ -194,6 +194,8 @@ def progress_status(
     out["workLeft"] = "modelled" if measured_left(job, progress) is None else "measured"
     if progress.samples_done is not None:
         out["samplesDone"] = progress.samples_done
+    if progress.counters:
+        out["counters"] = dict(progress.counters)
     windows = [r for m in progress.measured if (m.type, m.count) == held for r in m.rates]
     out["measurements"] = sum(len(m.rates) for m in progress.measured)
     if windows:

@@ -16,10 +16,12 @@ from berth.core.allocation import Allocation
 from berth.core.catalog import CPU
 from berth.core.snapshot import GPU_RESOURCE, Resources, pod_requests
 from berth.operator.workers import LABEL_JOB, worker_name
+from berth.profiler.progress import ENV_PORT
 
 
 class CachedMeta(TypedDict):
     name: str
+    uid: str | None
     namespace: str | None
     labels: dict[str, str]
     ownerReferences: list[dict[str, Any]]
@@ -38,6 +40,7 @@ class CachedStatus(TypedDict):
     reason: str | None
     message: str | None
     containerStatuses: list[dict[str, Any]]
+    podIP: str | None
 
 
 class CachedPod(TypedDict):
@@ -55,6 +58,7 @@ def slim_pod(body: Mapping[str, Any]) -> CachedPod:
     return {
         "metadata": {
             "name": meta["name"],
+            "uid": meta.get("uid"),
             "namespace": meta.get("namespace"),
             "labels": dict(meta.get("labels") or {}),
             "ownerReferences": [
@@ -66,7 +70,10 @@ def slim_pod(body: Mapping[str, Any]) -> CachedPod:
             "nodeName": spec.get("nodeName"),
             # Where berth pinned its own worker before it is bound (stale_workers reads it).
             "affinity": {"nodeAffinity": (spec.get("affinity") or {}).get("nodeAffinity")},
-            "containers": [{"resources": c.get("resources") or {}} for c in spec["containers"]],
+            "containers": [
+                {"resources": c.get("resources") or {}, "env": _metrics_port(c)}
+                for c in spec["containers"]
+            ],
             "initContainers": [
                 {"resources": c.get("resources") or {}, "restartPolicy": c.get("restartPolicy")}
                 for c in spec.get("initContainers") or ()
@@ -81,8 +88,15 @@ def slim_pod(body: Mapping[str, Any]) -> CachedPod:
                 {"name": c.get("name"), "state": c.get("state")}
                 for c in status.get("containerStatuses") or ()
             ],
+            "podIP": status.get("podIP"),  # where its progress counter is scraped (scraping.py)
         },
     }
+
+
+def _metrics_port(container: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The one variable of a container's env the operator reads: the port its progress counter
+    is served on."""
+    return [e for e in container.get("env") or () if e.get("name") == ENV_PORT and "value" in e]
 
 
 def slim_node(body: Mapping[str, Any]) -> dict[str, Any]:

@@ -82,7 +82,7 @@ class StatusWriter:
         if resizes is not None:
             fields["resizes"] = list(resizes)
         if progress is not None:
-            fields["progress"] = dict(progress)
+            fields["progress"] = replacing(current.get("progress") or {}, progress)
         body = {"metadata": {"resourceVersion": rv}, "status": fields}
         try:
             got = self.kube.patch_job_status(ns, name, body)
@@ -93,3 +93,13 @@ class StatusWriter:
             raise Conflict(f"{ns}/{name} changed since it was read", 409) from None
         self.wrote[uid] = (rv, got["metadata"]["resourceVersion"], got.get("status") or {})
         return True
+
+
+def replacing(old: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, Any]:
+    """A merge patch that leaves `new`, not `new` merged into `old`: what new lacks is deleted
+    (null), or a figure no longer measured would stay beside the ones that are."""
+    out: dict[str, Any] = {k: None for k in old if k not in new}
+    for k, v in new.items():
+        was = old.get(k)
+        out[k] = replacing(was, v) if isinstance(was, Mapping) and isinstance(v, Mapping) else v
+    return out

@@ -53,7 +53,7 @@ class FakeKube:
         if body["metadata"]["resourceVersion"] != job["metadata"]["resourceVersion"]:
             raise Conflict("the object has been modified", 409)
         job["metadata"]["resourceVersion"] = str(int(job["metadata"]["resourceVersion"]) + 1)
-        job["status"] = {**(job.get("status") or {}), **copy.deepcopy(body["status"])}
+        job["status"] = merge_patch(job.get("status") or {}, body["status"])
         return copy.deepcopy(job)
 
     def _create(self, kind: str, namespace: str, body: Mapping[str, Any]) -> None:
@@ -86,3 +86,17 @@ class Inline(Executor):
         done: Future[T] = Future()
         done.set_result(fn(*args, **kwargs))
         return done
+
+
+def merge_patch(target: Mapping[str, Any], patch: Mapping[str, Any]) -> dict[str, Any]:
+    """RFC 7386, as the API server applies a merge patch: maps merge, null deletes, lists and
+    other values replace."""
+    out = copy.deepcopy(dict(target))
+    for k, v in patch.items():
+        if v is None:
+            out.pop(k, None)
+        elif isinstance(v, Mapping) and isinstance(out.get(k), Mapping):
+            out[k] = merge_patch(out[k], v)
+        else:
+            out[k] = copy.deepcopy(v)
+    return out

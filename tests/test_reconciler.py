@@ -5,7 +5,7 @@ precondition; the control-plane tests (test_operator*.py) hold the same against 
 from __future__ import annotations
 
 import copy
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -278,12 +278,22 @@ class Measuring:
         self.fraction = fraction
         self.asked: list[tuple[str, str]] = []
         self.held: tuple[str, int, float] = ("", 0, 0.0)
+        self.last: list[Mapping[str, Any] | None] = []
 
-    def of(self, namespace: str, name: str, since: datetime, now: datetime) -> JobProgress:
+    def of(
+        self,
+        namespace: str,
+        name: str,
+        since: datetime,
+        now: datetime,
+        last: Mapping[str, Any] | None = None,
+    ) -> JobProgress:
         self.asked.append((namespace, name))
+        self.last.append(last)
         type_id, count, predicted = self.held
         rate = self.fraction * predicted
-        return JobProgress(1000.0, (Measured(type_id, count, (rate, rate)),), now)
+        counters = (("uid/a100/1", 1000.0),)
+        return JobProgress(1000.0, (Measured(type_id, count, (rate, rate)),), now, counters)
 
 
 WORK = {"kind": "training", "model": "resnet50", "batchSize": 64,
@@ -316,6 +326,38 @@ def test_a_running_jobs_status_shows_what_was_measured_and_what_the_plan_now_use
     assert measured == pytest.approx(predicted / 2)
     assert abs(progress["plannedThroughput"] / measured - 1) < 0.1  # corrected, not the prior
     assert 0 < progress["uncertainty"] < 0.5
+
+
+def test_what_was_counted_is_kept_in_the_status_and_handed_back_the_next_period() -> None:
+    """Where berth counts the workers itself, a restarted operator counts on from the status."""
+    measuring = Measuring(0.5)
+    world = World(
+        job(elastic=True, workload=WORK), elastic=Settings(period_s=300), measurements=measuring
+    )
+    progress = running_elastic(world, measuring)["status"]["progress"]
+    assert progress["counters"] == {"uid/a100/1": 1000.0}
+    placed = world.stored("train")
+    nodes = placed["status"]["placement"]["nodes"]
+    world.monotonic += 300
+    world.cycle([placed], [pod("train", k, n["name"]) for k, n in enumerate(nodes)])
+    assert measuring.last[-1] == progress
+
+
+def test_a_figure_no_longer_measured_leaves_the_status() -> None:
+    """Written as a merge patch, status.progress would keep a measured rate beside figures it
+    no longer belongs with (say, after a resize)."""
+    measuring = Measuring(0.5)
+    world = World(
+        job(elastic=True, workload=WORK), elastic=Settings(period_s=300), measurements=measuring
+    )
+    assert "measuredThroughput" in running_elastic(world, measuring)["status"]["progress"]
+    placed = world.stored("train")
+    nodes = placed["status"]["placement"]["nodes"]
+    measuring.held = ("t4", 1, 1.0)  # windows of another allocation only
+    world.monotonic += 300
+    world.cycle([placed], [pod("train", k, n["name"]) for k, n in enumerate(nodes)])
+    progress = world.stored("train")["status"]["progress"]
+    assert "measuredThroughput" not in progress and progress["samplesDone"] == 1000.0
 
 
 def test_a_new_job_of_a_measured_jobs_model_and_batch_starts_from_what_was_measured() -> None:

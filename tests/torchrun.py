@@ -8,7 +8,7 @@ from __future__ import annotations
 import itertools
 import json
 from collections import defaultdict
-from collections.abc import Generator
+from collections.abc import Generator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -143,7 +143,7 @@ class Env:
         return self.until(f"{job}: a world of {size}", formed)  # type: ignore[no-any-return]
 
 
-def start(tmp: Path, pools: list[dict[str, Any]]) -> Generator[Env]:
+def start(tmp: Path, pools: list[dict[str, Any]], flags: Sequence[str] = RESIZE) -> Generator[Env]:
     for cluster in own_control_plane(tmp / "plane"):
         cluster.install_crd()
         identity = cluster.service_account(ROOT / "operator" / "rbac.yaml", "berth-operator",
@@ -152,7 +152,7 @@ def start(tmp: Path, pools: list[dict[str, Any]]) -> Generator[Env]:
         kubelet = ProcessKubelet(cluster.core, tmp / "kubelet", cwd=ROOT)
         try:
             kubelet.start({"name": "harness", "pools": pools})
-            op = operator(identity, tmp / "operator.log", None, RESIZE).start()
+            op = operator(identity, tmp / "operator.log", None, flags).start()
             try:
                 yield Env(cluster.core, cluster.api, op, kubelet, tmp)
             finally:

@@ -14,6 +14,9 @@ kube-scheduler binds to one of them as a kubelet would:
   Pod's name, namespace, uid, node and IP), on this machine's filesystem and with this Python
   environment's PATH first (there are no images: a path in the command is the same file for
   every Pod, as a ReadWriteMany volume would be);
+- this machine itself on the Pods' network (the bridge's address HOST), as a CNI routes every
+  Pod's IP from every node: an operator run here reaches a Pod at its IP, as it would in a
+  cluster;
 - deletion: SIGTERM to the container's main process, the Pod's grace period, then SIGKILL to all
   it started, then the final delete; an exit is restarted as restartPolicy says, with kubelet's
   back-off (at once, then 10 s doubling to 300 s), or ends the Pod Succeeded or Failed.
@@ -45,7 +48,8 @@ from kubernetes.client.exceptions import ApiException
 
 from berth.core.cluster import node_objects, parse_cluster
 
-SUBNET = "10.213"  # /16; lives only on the harness's bridge, inside its namespaces
+SUBNET = "10.213"  # /16; lives only on the harness's bridge, its namespaces and its host link
+HOST = f"{SUBNET}.255.254"  # this machine's address on it
 LABEL = "berth.dev/harness"
 # Sets the Pod's hostname in its new UTS namespace, then becomes the container's command.
 _ENTER = (
@@ -130,6 +134,12 @@ class ProcessKubelet:
         _ip("netns", "add", self.switch)
         _ip("-n", self.switch, "link", "add", "br0", "type", "bridge")
         _ip("-n", self.switch, "link", "set", "br0", "up")
+        # Goes with the switch's namespace: deleting that deletes the pair.
+        host = f"bk{self.id}h"
+        _ip("link", "add", host, "type", "veth", "peer", "name", "host", "netns", self.switch)
+        _ip("-n", self.switch, "link", "set", "host", "master", "br0", "up")
+        _ip("addr", "add", f"{HOST}/16", "dev", host)
+        _ip("link", "set", host, "up")
         for node in node_objects(parse_cluster(description)):
             node["metadata"]["labels"][LABEL] = self.id
             self.core.create_node(node)
