@@ -67,6 +67,13 @@ def add_parser(commands: Any) -> None:
         f"{Settings.period_s:g})",
     )
     p.add_argument(
+        "--explore",
+        action="store_true",
+        help="a running elastic job may run for a while at a count of its type it was never "
+        "measured at, where its objective could be better there (a bounded, stated cost; each "
+        "trial is a Resized Event and a status.resizes entry with trial: true)",
+    )
+    p.add_argument(
         "--resize-min-interval",
         type=float,
         default=Settings.min_interval_s,
@@ -157,7 +164,11 @@ def run(args: argparse.Namespace) -> int:
         ask = RecommenderClient(args.recommender_url, args.recommender_timeout).recommend
     elastic = None
     if args.resize_period > 0:
-        elastic = Settings(period_s=args.resize_period, min_interval_s=args.resize_min_interval)
+        elastic = Settings(
+            period_s=args.resize_period,
+            min_interval_s=args.resize_min_interval,
+            explore=args.explore,
+        )
     core = client.CoreV1Api(api)
     nodes = Informer("nodes", core.list_node, slim_node, lambda o: o["metadata"]["name"])
     pods = Informer(

@@ -104,9 +104,16 @@ def running_job(
         remaining = remaining_samples(job, status, found, now.timestamp())
     deadline = deadline_budget(job, now)  # None without known work: no remaining to judge by
     here, elsewhere = by_type(found, type_id)
+    measured = frozenset(
+        m.count for m in (progress.measured if progress else ()) if m.type == type_id
+    )
+    trial = resizes[-1] if resizes and resizes[-1].get("trial") else None
+    trial_from = None
+    if trial is not None and trial["toType"] == type_id == trial["fromType"]:
+        trial_from = int(trial["fromCount"])
     return RunningJob(
         uid, job, type_id, shares, remaining, deadline, last, here, job.restart_s, elsewhere,
-        resumable=job.restart_s is not None,
+        resumable=job.restart_s is not None, measured=measured, trial_from=trial_from,
     )  # fmt: skip
 
 
@@ -126,6 +133,8 @@ def resized(
         "reason": resize.reason,
         "predictedGain": resize.predicted_gain,
     }
+    if resize.trial:
+        entry["trial"] = True
     history: list[Mapping[str, Any]] = [*(status.get("resizes") or ()), entry][-MAX_RESIZES_KEPT:]
     return placement, history
 

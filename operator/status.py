@@ -98,8 +98,8 @@ class PlacementStatus(AllocationStatus):
     alternatives: list[dict[str, Any]]
 
 
-class ResizeEntry(TypedDict):
-    """One entry of status.resizes."""
+class ResizeEntry(TypedDict, total=False):
+    """One entry of status.resizes (all but `trial` always there)."""
 
     time: str
     fromType: str
@@ -108,6 +108,7 @@ class ResizeEntry(TypedDict):
     toCount: int
     reason: str
     predictedGain: str
+    trial: bool  # an exploration trial (placement/explore.py), settled once measured
 
 
 def allocation_status(a: Allocation) -> AllocationStatus:

@@ -153,3 +153,11 @@ def test_closed_loop_berth_acts_on_measured_rates_and_says_the_noise_is_modelled
     assert report["measuring"] == {"delay_s": 60.0, "noise": 0.1, "modelled": True}
     assert "rate_error_after_measurement_p50" in report["policies"]["berth"]
     assert "MODELLED 10% noise" in capsys.readouterr().out
+
+
+def test_exploring_berth_says_so_in_the_report(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert simulate(tmp_path, "--policies", "berth", "--jobs", "40", "--explore") == 0
+    assert json.loads((tmp_path / "r.json").read_text())["explore"] is True
+    assert "They explore: a trial at an unmeasured count" in capsys.readouterr().out

@@ -81,6 +81,10 @@ def add_parser(commands: Any) -> None:
     p.add_argument("--open-loop", action="store_true",
                    help="berth and berth-cold decide on their predictions alone, never on "
                    "what they measured")  # fmt: skip
+    p.add_argument("--explore", action="store_true",
+                   help="berth and berth-cold may run a job at a count it was never measured at "
+                   "for a period, when that could suit its objective better (off by default: "
+                   "see the README)")  # fmt: skip
     p.add_argument("--seed", type=int, default=0, help="seeds the workloads given to Philly jobs")
     p.add_argument("--jobs", type=int, default=None, help="keep the first N jobs of the window")
     p.add_argument("--window", default=None, metavar="START:END",
@@ -201,7 +205,9 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     for name in names:
         began = time.perf_counter()
         shown = bar(name, len(work.jobs), "jobs", args.quiet)
-        runs[name] = run = run_policy(name, work, nodes, told, restart, shown, measuring)
+        runs[name] = run = run_policy(
+            name, work, nodes, told, restart, shown, measuring, args.explore
+        )
         results[name] = metrics(run, gpus) | {"wall_s": time.perf_counter() - began}
         timelines[name] = run.busy_timeline
     for name, fate in slowdowns(runs, BASELINE).items():
@@ -218,6 +224,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         "excluded_jobs": dict(work.excluded),
         "types_not_offered": dict(sorted(work.types_not_offered.items())),
         "restart_s": {"default": restart[0], **restart[1]},
+        "explore": args.explore,
         "measuring": None
         if measuring is None
         else {"delay_s": measuring.delay_s, "noise": measuring.noise, "modelled": True},
@@ -268,6 +275,11 @@ def _notes(report: dict[str, Any]) -> str:
         else f"berth and berth-cold measure a running job once it has worked {loop['delay_s']:g} s "
         f"on an allocation, each window its true rate with a MODELLED {loop['noise']:.0%} "
         "noise, and decide on their predictions conditioned on what they measured."
+        + (
+            " They explore: a trial at an unmeasured count where it could pay."
+            if report.get("explore")
+            else ""
+        )
     )
     policies = report["policies"]
     if policies.get("berth", {}).get("jobs"):

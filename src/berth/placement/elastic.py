@@ -1,7 +1,8 @@
 """rebalance(...) -> resizes and moves of running jobs, pure; one period of berth's elasticity.
 
-Four steps, in this order, each within the job's count range (the first three on its own type):
+The steps, in this order, each within the job's count range (all but 4 on its own type):
 
+0. back from a trial (step 5) once it is measured, when the count before suits the job better;
 1. shrink to admit: a waiting job that fits nowhere frees devices of a type it allows by
    shrinking elastic jobs of that type towards their min, lowest marginal loss first (the
    fraction of throughput a job loses per device it gives up), never below what a job needs to
@@ -16,7 +17,10 @@ Four steps, in this order, each within the job's count range (the first three on
    beats the restart it costs;
 4. move to another type when the job's objective, counted over the work it has left with the
    restart included, gains at least `min_gain`, never past a deadline it meets; a job late
-   wherever it goes, to the least energy within a bounded slowdown when that saves time.
+   wherever it goes, to the least energy within a bounded slowdown when that saves time;
+5. measure where it pays (explore.py, with `explore`): a job whose objective could be better
+   at a count of its type it never ran, where its prediction is uncertain, runs there for a
+   while at a bounded cost (step 0 brings it back if it did not pay).
    Elastic jobs and rigid jobs that declared the checkpoint contract (`resumable`) move; a
    rigid job keeps its count. A move only takes devices of a type that stays at least
    `move_headroom` idle after it: it holds them for all its remaining work, and in the ITP
@@ -39,6 +43,7 @@ from berth.core.allocation import Shares
 from berth.core.job import AcceleratorJob, ObjectiveKind
 from berth.core.prediction import Key, Prediction
 from berth.core.snapshot import ClusterSnapshot
+from berth.placement.explore import Step, settle, trial
 from berth.placement.free import FreeDevices
 from berth.placement.lateness import least_energy_in_time
 from berth.placement.score import objective_scores
@@ -53,6 +58,8 @@ class Settings:
     min_gain: float = 0.05
     restart_s: float = 60.0  # checkpoint + restart, charged to every resize
     move_headroom: float = 0.75  # share of a type's devices still free after a move onto it
+    explore: bool = False  # step 5 (off: on the default simulation it did not pay; README)
+    explore_budget: float = 0.02  # of a job's time left, what one trial may cost
 
 
 @dataclass(frozen=True)
@@ -68,6 +75,8 @@ class RunningJob:
     restart_s: float | None = None  # this job's resize cost; None: the settings' default
     elsewhere: Mapping[Key, Prediction] = field(default_factory=dict)  # other types
     resumable: bool = False  # rigid, but restarts from its checkpoint: may move, same count
+    measured: frozenset[int] = frozenset()  # counts on its type its rate was measured at
+    trial_from: int | None = None  # the count before, while its allocation is a trial (step 5)
 
     @cached_property
     def count(self) -> int:
@@ -111,6 +120,7 @@ class Resize:
     to_count: int
     reason: str
     predicted_gain: str
+    trial: bool = False  # step 5's measurement: settled once measured
 
 
 def by_type(
@@ -331,6 +341,55 @@ class Round:
             reason = f"better for {r.job.objective.kind.value} on {type_id}"
             self.resizes.append(Resize(r.id, type_id, shares, r.count, c, reason, gain))
 
+    def settle(self) -> None:
+        """0. A trial measured: back to the count before when that suits the job better. First,
+        so that no other step judges the job by the trial's figures."""
+        for r in sorted(self.running, key=_urgency):
+            if r.trial_from is not None and self.movable(r):
+                self._step(r, settle(r, _restart(r, self.settings), self.settings.min_gain))
+
+    def explore(self) -> None:
+        """5. Trials where they pay."""
+        s = self.settings
+        for r in sorted(self.running, key=_urgency):
+            if s.explore and r.job.elastic and self.movable(r):
+                lasts = max(s.period_s, s.min_interval_s)
+                step = trial(r, self._reachable(r), _restart(r, s), lasts, s.explore_budget,
+                             s.min_gain)  # fmt: skip
+                self._step(r, step, trial=True)
+
+    def _reachable(self, r: RunningJob) -> set[int]:
+        """Counts a resize on its type can give `r` now: more on free devices, or fewer by
+        dropping whole workers, last first."""
+        low = r.job.accelerators.count.min
+        kept = [sum(d for _, d in r.shares[:k]) for k in range(1, len(r.shares))]
+        return {c for c in kept if c >= low} | set(range(r.count + 1, self._top(r) + 1))
+
+    def _top(self, r: RunningJob) -> int:
+        names = self.free.eligible(r.job, r.type)
+        return min(r.job.accelerators.count.max, r.count + self.free.total(names))
+
+    def _step(self, r: RunningJob, step: Step | None, trial: bool = False) -> None:
+        """Resize `r` on its type to `step.count`: new workers on free devices, or the last
+        workers dropped."""
+        if step is None or step.count > self._top(r):
+            return
+        if step.count > r.count:
+            grown = self.free.take(self.free.eligible(r.job, r.type), step.count - r.count)
+            if grown is None:
+                return
+            shares = _grown(r, grown)
+        else:
+            cut = _shrunk(r, step.count)
+            if cut is None:
+                return
+            shares, released = cut
+            self.free.give(released)
+        self.touched.add(r.id)
+        to = sum(d for _, d in shares)
+        resize = Resize(r.id, r.type, shares, r.count, to, step.reason, step.gain, trial)
+        self.resizes.append(resize)
+
 
 def rebalance(
     snapshot: ClusterSnapshot,
@@ -339,11 +398,13 @@ def rebalance(
     now_s: float,
     settings: Settings = Settings(),
 ) -> list[Resize]:
-    """One period's resizes: four steps over one Round."""
+    """One period's resizes: the steps over one Round."""
     round_ = Round.start(snapshot, running, now_s, settings)
+    round_.settle()  # 0. back from a measured trial
     round_.admit(waiting)  # 1. shrink to admit waiting jobs
     round_.grow()  # 2. grow to meet deadlines; 3. grow into idle devices
     round_.move()  # 4. move to another type
+    round_.explore()  # 5. measure where it pays
     return round_.resizes
 
 

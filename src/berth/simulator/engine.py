@@ -150,6 +150,7 @@ class _Live:
     joules: float = 0.0
     restart_s: float = 0.0
     moves: int = 0
+    trial_from: int | None = None  # the count before, while on an exploration trial
     allocations: list[tuple[float, Shares]] = field(default_factory=list)
     windows: dict[Key, tuple[float, ...]] = field(default_factory=dict)  # measured rates
     # the prior given `windows`, split by_type() for the type it was split for
@@ -383,6 +384,7 @@ class Simulation:
         assert self.elasticity is not None
         pause = self.elasticity.restart_s(job)
         live.moves += r.type != live.type
+        live.trial_from = live.count if r.trial else None
         live.type, live.shares, live.truth = r.type, r.shares, truth
         live.modelled = live.modelled or truth.watts_modelled
         live.paused_until_s, live.last_resize_s = now + pause, now
@@ -448,9 +450,11 @@ class Simulation:
             live.advance(now)
             here, elsewhere, left = self.seen(job, live, now)
             deadline = None if job.deadline_s is None else job.deadline_s - now
+            measured = frozenset(c for t, c in live.windows if t == live.type)
             views.append(
                 RunningJob(job_id, job.job, live.type, live.shares, left, deadline,
-                           live.last_resize_s, here, self.elasticity.restart_s(job), elsewhere)
+                           live.last_resize_s, here, self.elasticity.restart_s(job), elsewhere,
+                           measured=measured, trial_from=live.trial_from)
             )  # fmt: skip
         jobs = self.jobs
         for i in self.pending:

@@ -222,14 +222,17 @@ def run_policy(
     restart: tuple[float, Mapping[str, float]] = (RESTART_S, {}),
     progress: Callable[[int], None] | None = None,
     measuring: Measuring | None = MEASURING,
+    explore: bool = False,
 ) -> Run:
-    """`measuring`: how berth measures running jobs (None: it acts on its predictions alone)."""
+    """`measuring`: how berth measures running jobs (None: it acts on its predictions alone);
+    `explore`: the elastic policy's step 5, trials where they pay."""
     spec = POLICIES[name]
     default, families = restart
     elasticity = None
     if spec.elastic:
         seconds = {j.id: families.get(work.family[j.id][0], default) for j in work.jobs}
         loop = measuring if spec.measured else None
-        elasticity = Elasticity(Settings(restart_s=default), lambda j: seconds[j.id], loop)
+        settings = Settings(restart_s=default, explore=explore and spec.measured)
+        elasticity = Elasticity(settings, lambda j: seconds[j.id], loop)
     jobs = work.berth_jobs if spec.berth else work.jobs
     return simulate(jobs, nodes, spec.place, work.offers, told[spec.told], progress, elasticity)
