@@ -69,9 +69,9 @@ class Counted:
     """One job's count, fed with its rounds of readings in time order. Pure: no clock, no I/O."""
 
     window_s: float
-    first: dict[str, float] = field(default_factory=dict)  # the first round's readings
+    first: dict[str, float] = field(default_factory=dict)  # each series' first reading
     last: dict[str, float] = field(default_factory=dict)  # the latest round's
-    since_first: float = 0.0  # samples counted since the first round
+    since_first: float = 0.0  # samples counted since each series' first reading
     began: float | None = None  # the time of the first round
     seed: tuple[float, Mapping[str, float]] | None = None  # (done, counters) of a status before
     stretch: _Stretch | None = None
@@ -79,20 +79,17 @@ class Counted:
 
     def add(self, t: float, readings: Sequence[Reading], complete: bool) -> None:
         """A round: `complete` when every worker of the job answered."""
-        opening = self.began is None
-        if opening:
+        if self.began is None:
             self.began = t
         restarted = False
         last: dict[str, float] = {}
         for r in readings:
             before = self.last.get(r.series)
-            if opening:
-                self.first[r.series] = r.samples
-            elif before is None:
-                self.since_first += r.samples  # a series begun since: all of it is new
-            elif r.samples >= before:
+            if r.series not in self.first:
+                self.first[r.series] = r.samples  # counted in done(), against the seed
+            elif before is not None and r.samples >= before:
                 self.since_first += r.samples - before
-            else:
+            else:  # began again (or came back after its pod stopped running): all of it is new
                 self.since_first += r.samples
                 restarted = True
             last[r.series] = r.samples

@@ -250,3 +250,15 @@ def test_fetch_refuses_an_answer_past_its_bound(server: tuple[str, list[bytes]])
     body[0] = b"#" * (MAX_BYTES + 1)
     with pytest.raises(ValueError, match="bytes"):
         fetch(url, 2.0)
+
+
+def test_a_worker_first_read_in_a_later_round_after_a_restart_counts_on_from_the_status() -> None:
+    """The first round after the restart missed worker b; its first reading, later, still
+    counts only what it did since the status was written."""
+    count = Counted(window_s=4)
+    count.add(T0, [reading(900, pod="a")], complete=False)
+    count.add(T0 + 1, [reading(1000, pod="a"), reading(450, pod="b")], complete=True)
+    before = datetime.fromtimestamp(T0 - 10, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    written = {"u/a100/1": 0.0, "a/a100/1": 700.0, "b/a100/1": 400.0}
+    count.seeded({"samplesDone": 5000, "counters": written, "measuredAt": before})
+    assert count.done() == 5000 + (1000 - 700) + (450 - 400)

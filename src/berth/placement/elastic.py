@@ -17,14 +17,14 @@ The steps, in this order, each within the job's count range (all but 4 on its ow
    beats the restart it costs;
 4. move to another type when the job's objective, counted over the work it has left with the
    restart included, gains at least `min_gain`, never past a deadline it meets; a job late
-   wherever it goes, to the least energy within a bounded slowdown when that saves time;
-5. measure where it pays (explore.py, with `explore`): a job whose objective could be better
-   at a count of its type it never ran, where its prediction is uncertain, runs there for a
-   while at a bounded cost (step 0 brings it back if it did not pay).
+   wherever it goes, to the least energy within a bounded slowdown when that saves time.
    Elastic jobs and rigid jobs that declared the checkpoint contract (`resumable`) move; a
    rigid job keeps its count. A move only takes devices of a type that stays at least
    `move_headroom` idle after it: it holds them for all its remaining work, and in the ITP
-   simulation moves into a busier type cost later arrivals more deadlines than they saved.
+   simulation moves into a busier type cost later arrivals more deadlines than they saved;
+5. measure where it pays (explore.py, with `explore`): a job whose objective could be better
+   at a count of its type it never ran, where its prediction is uncertain, runs there for a
+   while at a bounded cost (step 0 brings it back if it did not pay).
 
 Workers are added or removed (torchrun's elastic agents come and go as nodes), and a shrink
 that a whole worker would overshoot gives the last worker fewer devices (it is made again
@@ -380,8 +380,8 @@ class Round:
         return min(r.job.accelerators.count.max, r.count + self.free.total(names))
 
     def _step(self, r: RunningJob, step: Step | None, trial: bool = False) -> None:
-        """Resize `r` on its type to `step.count`: new workers on free devices, or the last
-        workers dropped."""
+        """Resize `r` on its type to `step.count`: new workers on free devices, or devices given
+        up from the last workers."""
         if step is None or step.count > self._top(r):
             return
         if step.count > r.count:
