@@ -182,7 +182,9 @@ def run(args: argparse.Namespace) -> int:
     if args.prometheus_url:
         measurements = PrometheusProgress.connect(args.prometheus_url, args.measure_window)
     elif elastic is not None:
-        measurements = scraper = WorkerScraper(pods.values, args.measure_window)
+        measurements = scraper = WorkerScraper(
+            pods.values, args.measure_window, failed=metrics.scrape_failures.inc
+        )
     reconciler = Reconciler(
         KubeApi(api),
         ask,

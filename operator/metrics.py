@@ -48,12 +48,18 @@ class Metrics:
         )
         self.measured_at = Gauge(
             "berth_operator_last_measurement_timestamp_seconds",
-            "When a running job's progress was last read from Prometheus.",
+            "When a running job's progress was last read (from Prometheus or its workers).",
             registry=r,
         )
         self.measurement_failures = Counter(
             "berth_operator_measurement_failures",
             "Progress queries to Prometheus that failed (the job's work left is modelled).",
+            registry=r,
+        )
+        self.scrape_failures = Counter(
+            "berth_operator_scrape_failures",
+            "Workers' progress counters that did not answer when the operator scraped them "
+            "itself (no Prometheus): their job's round is incomplete.",
             registry=r,
         )
         self.api_conflicts = Counter(

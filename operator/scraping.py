@@ -203,8 +203,10 @@ class WorkerScraper:
         interval_s: float | None = None,
         get: Callable[[str, float], str] = fetch,
         clock: Callable[[], float] = time.time,
+        failed: Callable[[], object] = lambda: None,
     ) -> None:
         self.pods, self.window_s, self.get, self.clock = pods, window_s, get, clock
+        self.failed = failed  # called per worker that did not answer (a metric)
         # Four rounds a window, as Prometheus's 15 s scrapes fill the default 60 s window.
         self.interval_s = interval_s or min(max(window_s / 4, 1.0), 15.0)
         self.counts: dict[tuple[str, str], Counted] = {}
@@ -252,6 +254,7 @@ class WorkerScraper:
             text = self.get(target.url, TIMEOUT_S)
             return self.clock(), readings(text, target.job, target.uid)
         except Exception as exc:  # a worker that does not answer, or not in the contract's words
+            self.failed()
             log.debug("scraping %s (%s/%s): %s", target.url, target.namespace, target.job, exc)
             return self.clock(), None
 

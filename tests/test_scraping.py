@@ -194,7 +194,9 @@ def test_the_scraper_answers_a_jobs_progress_from_its_workers() -> None:
 
 def test_a_worker_that_does_not_answer_leaves_its_round_incomplete() -> None:
     net, pods = Network(), [pod("train-w0", "u0"), pod("train-w1", "u1", ip="10.0.0.6")]
-    scraper = WorkerScraper(lambda: pods, window_s=1, get=net.get, clock=lambda: net.now)
+    failures: list[int] = []
+    scraper = WorkerScraper(lambda: pods, window_s=1, get=net.get, clock=lambda: net.now,
+                            failed=lambda: failures.append(1))  # fmt: skip
     for s in range(6):
         net.now = T0 + s
         net.answers = {"http://10.0.0.5:9100/metrics": counter(50.0 * s),
@@ -203,6 +205,7 @@ def test_a_worker_that_does_not_answer_leaves_its_round_incomplete() -> None:
     now = datetime.fromtimestamp(net.now, UTC)
     got = scraper.of("ml", "train", now - timedelta(minutes=1), now)
     assert got is not None and got.samples_done == 250.0 and got.measured == ()
+    assert len(failures) == 6  # one a round, each counted
 
 
 def test_a_job_without_running_workers_is_forgotten_and_not_measured() -> None:
