@@ -353,3 +353,10 @@ def test_a_shrink_a_whole_worker_would_overshoot_gives_the_last_worker_fewer_dev
                    predictions=rates)  # fmt: skip
     (r,) = rebalance(snap, [wide], [WaitingJob("new", job(4, 4), ("a100",))], 0.0)
     assert (r.id, r.to_count, r.shares) == ("wide", 12, (("n0", 8), ("n1", 4)))
+
+
+def test_a_shrink_to_admit_gives_no_more_than_the_waiting_job_needs() -> None:
+    snap = build_snapshot([node("n0"), node("n1")], [pod("n0", 8), pod("n1", 8)])
+    wide = running("wide", (("n0", 8), ("n1", 8)), job(2, 16))  # could go down to 2
+    (r,) = rebalance(snap, [wide], [WaitingJob("new", job(8, 8), ("a100",))], 0.0)
+    assert (r.id, r.to_count, r.shares) == ("wide", 8, (("n0", 8),))

@@ -172,9 +172,10 @@ def _shrunk(r: RunningJob, to: int) -> tuple[Shares, Shares] | None:
     """Down to `to` devices: whole workers dropped, last first, then the last one kept given
     fewer devices if it still holds more than `to` needs; (kept, released).
 
-    Whole workers alone would stall admission: a job of two 8-device workers could only
-    shrink to 8, often below a deadline it meets, so a short job waited hours behind it (on the
-    sample, this rule lifted berth from 124 to 126 deadlines and 0.89x to 0.80x energy)."""
+    Whole workers alone stall admission: a job of two 8-device workers could only shrink to 8,
+    often below a deadline it meets, so a short job waited hours behind it. With this rule (and
+    shrinks of no more than a waiting job needs) berth met 1,944 deadlines against 1,810 over
+    the first 1,000 jobs of four ITP clusters, and 120 against 124 on the 195-job sample."""
     kept = list(r.shares)
     released: list[tuple[str, int]] = []
     while kept and sum(d for _, d in kept) - kept[-1][1] >= to:
@@ -243,22 +244,29 @@ class Round:
             freed = sum(d for n, d in cut[1] if n in names)
             if freed:
                 offers.append(((rate - low) / rate / freed, r, cut[0], cut[1]))
-        chosen: list[tuple[float, RunningJob, Shares, Shares]] = []
+        chosen: list[tuple[RunningJob, Shares, Shares]] = []
         gained = self.free.total(names)
-        for offer in sorted(offers, key=lambda p: (p[0], p[1].id)):
+        for _, r, kept, released in sorted(offers, key=lambda p: (p[0], p[1].id)):
             if gained >= need or len(self.resizes) + len(chosen) + 1 >= self.settings.max_resizes:
                 break
-            chosen.append(offer)
-            gained += sum(d for n, d in offer[3] if n in names)
+            # No more than the waiting job needs: the fewest devices that free enough.
+            for to in reversed(r.counts_in(_floor(r, self.settings), r.count - 1)):
+                cut = _shrunk(r, to)
+                if cut is not None and sum(d for n, d in cut[1] if n in names) >= need - gained:
+                    kept, released = cut
+                    break
+            chosen.append((r, kept, released))
+            gained += sum(d for n, d in released if n in names)
         if gained < need:
             return False
-        for loss, r, kept, released in chosen:
+        for r, kept, released in chosen:
             self.free.give(released)
             self.touched.add(r.id)
             to = sum(d for _, d in kept)
+            lost = 1 - (_rate(r, to) or 0.0) / (_rate(r, r.count) or 1.0)
             self.resizes.append(
                 Resize(r.id, r.type, kept, r.count, to, f"make room for {skip}",
-                       f"-{loss * (r.count - to):.0%} throughput for {skip}")
+                       f"-{lost:.0%} throughput for {skip}")
             )  # fmt: skip
         return True
 
