@@ -68,10 +68,11 @@ def add_parser(commands: Any) -> None:
     )
     p.add_argument(
         "--explore",
-        action="store_true",
+        action=argparse.BooleanOptionalAction,
+        default=True,
         help="a running elastic job may run for a while at a count of its type it was never "
         "measured at, where its objective could be better there (a bounded, stated cost; each "
-        "trial is a Resized Event and a status.resizes entry with trial: true)",
+        "trial is a Resized Event and a status.resizes entry with trial: true; default: on)",
     )
     p.add_argument(
         "--resize-min-interval",

@@ -269,7 +269,9 @@ def _sublinear(per_device: float) -> dict[tuple[str, int], float]:
     return {("a100", c): per_device * c**0.9 for c in range(1, 9)}
 
 
-def _closed_loop_run(measuring: Measuring | None, arrivals: tuple[float, ...] = (0,)) -> Run:
+def _closed_loop_run(
+    measuring: Measuring | None, arrivals: tuple[float, ...] = (0,), gpus: int = 8
+) -> Run:
     """Elastic jobs whose prior says they run 3x faster than they do: on the prior, one
     device meets the deadline; in truth each needs three."""
     energy = Objective(ObjectiveKind.ENERGY, 1.0)
@@ -286,8 +288,10 @@ def _closed_loop_run(measuring: Measuring | None, arrivals: tuple[float, ...] = 
             for k, r in _sublinear(300.0).items()
         }
 
-    elasticity = Elasticity(Settings(min_interval_s=0), lambda _: 60.0, measuring)
-    return simulate(jobs, a100_nodes(8, idle=0.0), decide, truth, prior, None, elasticity)
+    # No trials (explore.py): these runs are about what measurement alone corrects.
+    settings = Settings(min_interval_s=0, explore=False)
+    elasticity = Elasticity(settings, lambda _: 60.0, measuring)
+    return simulate(jobs, a100_nodes(gpus, idle=0.0), decide, truth, prior, None, elasticity)
 
 
 def test_closed_loop_the_policy_corrects_a_wrong_prior_from_what_it_measured() -> None:
@@ -312,8 +316,9 @@ def test_a_job_is_not_measured_before_it_has_worked_the_measurement_delay() -> N
 def test_a_new_job_starts_from_what_was_measured_of_jobs_of_its_model_and_batch() -> None:
     """The second job arrives once the first was measured: with kin, it is placed on the
     devices it needs from the start, or near it; without, on the one its prior promised."""
-    kin = _closed_loop_run(Measuring(delay_s=60), arrivals=(0, 3000))
-    alone = _closed_loop_run(Measuring(delay_s=60, kin_noise=None), arrivals=(0, 3000))
+    # Room for both: the first may grow to all 8 it may take, and no shrink decides the second.
+    kin = _closed_loop_run(Measuring(delay_s=60), arrivals=(0, 3000), gpus=16)
+    alone = _closed_loop_run(Measuring(delay_s=60, kin_noise=None), arrivals=(0, 3000), gpus=16)
     second = {r.job: r for r in kin.ran}["t-j1"]
     assert second.count > 1 and second.met_deadline
     assert {r.job: r for r in alone.ran}["t-j1"].count == 1

@@ -56,8 +56,8 @@ def test_a_count_that_could_suit_the_objective_better_where_it_is_uncertain_is_t
     assert "within 2% of the 27.8 h left" in r.reason
 
 
-def test_nothing_is_tried_unless_exploring_is_on() -> None:
-    assert rebalance(SNAP, [energy_job()], [], 0.0) == []
+def test_nothing_is_tried_with_exploring_off() -> None:
+    assert rebalance(SNAP, [energy_job()], [], 0.0, Settings(explore=False)) == []
 
 
 def test_nothing_is_tried_before_the_count_held_is_measured() -> None:

@@ -155,9 +155,12 @@ def test_closed_loop_berth_acts_on_measured_rates_and_says_the_noise_is_modelled
     assert "MODELLED 10% noise" in capsys.readouterr().out
 
 
-def test_exploring_berth_says_so_in_the_report(
+def test_berth_explores_unless_told_not_to_and_the_report_says_which(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    assert simulate(tmp_path, "--policies", "berth", "--jobs", "40", "--explore") == 0
+    assert simulate(tmp_path, "--policies", "berth", "--jobs", "40") == 0
     assert json.loads((tmp_path / "r.json").read_text())["explore"] is True
     assert "They explore: a trial at an unmeasured count" in capsys.readouterr().out
+    assert simulate(tmp_path, "--policies", "berth", "--jobs", "40", "--no-explore") == 0
+    assert json.loads((tmp_path / "r.json").read_text())["explore"] is False
+    assert "They explore" not in capsys.readouterr().out

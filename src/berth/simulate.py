@@ -81,10 +81,10 @@ def add_parser(commands: Any) -> None:
     p.add_argument("--open-loop", action="store_true",
                    help="berth and berth-cold decide on their predictions alone, never on "
                    "what they measured")  # fmt: skip
-    p.add_argument("--explore", action="store_true",
-                   help="berth and berth-cold may run a job at a count it was never measured at "
-                   "for a period, when that could suit its objective better (off by default: "
-                   "see the README)")  # fmt: skip
+    p.add_argument("--explore", action=argparse.BooleanOptionalAction, default=True,
+                   help="berth and berth-cold may run a job for a while at a count it was never "
+                   "measured at, where that could suit its objective better (default: on)",
+                   )  # fmt: skip
     p.add_argument("--seed", type=int, default=0, help="seeds the workloads given to Philly jobs")
     p.add_argument("--jobs", type=int, default=None, help="keep the first N jobs of the window")
     p.add_argument("--window", default=None, metavar="START:END",
@@ -276,7 +276,8 @@ def _notes(report: dict[str, Any]) -> str:
         f"on an allocation, each window its true rate with a MODELLED {loop['noise']:.0%} "
         "noise, and decide on their predictions conditioned on what they measured."
         + (
-            " They explore: a trial at an unmeasured count where it could pay."
+            " They explore: a trial at an unmeasured count where it could pay (--no-explore: "
+            "never)."
             if report.get("explore")
             else ""
         )

@@ -22,7 +22,7 @@ The steps, in this order, each within the job's count range (all but 4 on its ow
    rigid job keeps its count. A move only takes devices of a type that stays at least
    `move_headroom` idle after it: it holds them for all its remaining work, and in the ITP
    simulation moves into a busier type cost later arrivals more deadlines than they saved;
-5. measure where it pays (explore.py, with `explore`): a job whose objective could be better
+5. measure where it pays (explore.py; off without `explore`): a job whose objective could be better
    at a count of its type it never ran, where its prediction is uncertain, runs there for a
    while at a bounded cost (step 0 brings it back if it did not pay).
 
@@ -60,7 +60,7 @@ class Settings:
     min_gain: float = 0.05
     restart_s: float = 60.0  # checkpoint + restart, charged to every resize
     move_headroom: float = 0.75  # share of a type's devices still free after a move onto it
-    explore: bool = False  # step 5 (off: on the default simulation it did not pay; README)
+    explore: bool = True  # step 5
     explore_budget: float = 0.02  # of a job's time left, what one trial may cost
 
 

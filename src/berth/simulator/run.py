@@ -222,7 +222,7 @@ def run_policy(
     restart: tuple[float, Mapping[str, float]] = (RESTART_S, {}),
     progress: Callable[[int], None] | None = None,
     measuring: Measuring | None = MEASURING,
-    explore: bool = False,
+    explore: bool = True,
 ) -> Run:
     """`measuring`: how berth measures running jobs (None: it acts on its predictions alone);
     `explore`: the elastic policy's step 5, trials where they pay."""
