@@ -82,7 +82,7 @@ def test_a_trial_that_could_cost_a_deadline_the_job_meets_is_not_made() -> None:
 
 def test_a_gain_the_prediction_alone_shows_is_no_trial() -> None:
     r = energy_job(predictions=curve(at_two=230.0))  # 2.6 J/sample: better as predicted
-    assert trial(r, {2, 3, 4}, 60.0, 900.0, 0.02, 0.05) is None
+    assert trial(r, 1, 4, 60.0, 900.0, 0.02, 0.05) is None
 
 
 def test_a_count_predicted_with_little_uncertainty_is_not_tried() -> None:

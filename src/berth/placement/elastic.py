@@ -45,7 +45,7 @@ from berth.core.allocation import Share, Shares
 from berth.core.job import AcceleratorJob, ObjectiveKind
 from berth.core.prediction import Key, Prediction
 from berth.core.snapshot import ClusterSnapshot
-from berth.placement.explore import Step, settle, trial
+from berth.placement.explore import Step, explorable, settle, trial
 from berth.placement.free import FreeDevices
 from berth.placement.lateness import least_energy_in_time
 from berth.placement.score import objective_scores
@@ -371,17 +371,15 @@ class Round:
     def explore(self) -> None:
         """5. Trials where they pay."""
         s = self.settings
+        if not s.explore:
+            return
+        lasts = max(s.period_s, s.min_interval_s)
         for r in sorted(self.running, key=_urgency):
-            if s.explore and r.job.elastic and self.movable(r):
-                lasts = max(s.period_s, s.min_interval_s)
-                step = trial(r, self._reachable(r), _restart(r, s), lasts, s.explore_budget,
+            if r.job.elastic and explorable(r) and self.movable(r):
+                low = r.job.accelerators.count.min
+                step = trial(r, low, self._top(r), _restart(r, s), lasts, s.explore_budget,
                              s.min_gain)  # fmt: skip
                 self._step(r, step, trial=True)
-
-    def _reachable(self, r: RunningJob) -> set[int]:
-        """Counts a resize on its type can give `r` now: more on free devices, or fewer."""
-        low = r.job.accelerators.count.min
-        return set(range(low, r.count)) | set(range(r.count + 1, self._top(r) + 1))
 
     def _top(self, r: RunningJob) -> int:
         names = self.free.eligible(r.job, r.type)

@@ -19,7 +19,6 @@ is measured, the job goes back to the count it came from if that scores better b
 
 from __future__ import annotations
 
-from collections.abc import Collection
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -46,26 +45,38 @@ def _scores(r: RunningJob, rates: dict[int, float], restart_s: float) -> dict[in
     return dict(zip(counts, objective_scores(joules, secs, r.job.objective), strict=True))
 
 
+def explorable(r: RunningJob) -> bool:
+    """Measured where it runs first, and at that one count only: one trial a type."""
+    return bool(r.remaining_samples) and r.count in r.predictions and r.measured == {r.count}
+
+
 def trial(
     r: RunningJob,
-    reachable: Collection[int],
+    low: int,
+    top: int,
     restart_s: float,
     trial_s: float,
     budget: float,
     min_gain: float,
 ) -> Step | None:
-    """A count among `reachable` worth a measurement lasting `trial_s`, or None."""
-    here = r.predictions.get(r.count)
-    left = r.remaining_samples
-    if here is None or not left or r.measured != {r.count}:
-        return None  # measured where it runs first, and at one count only: one trial a type
-    rate = here.throughput.value
+    """A count from `low` to `top` worth a measurement lasting `trial_s`, or None."""
+    if not explorable(r):
+        return None
+    left = r.remaining_samples or 0.0
+    rate = r.predictions[r.count].throughput.value
     seconds_left = left / rate
+    weight = r.job.objective.energy_weight
+    held_joules = r.joules[r.count]
     best: tuple[float, int, float] | None = None
-    for c in r.counts:
+    for c in r.counts_in(low, top):
         p = r.predictions[c]
         u = p.throughput.provenance.uncertainty
-        if c == r.count or c in r.measured or c not in reachable or not u:
+        if c == r.count or not u:
+            continue
+        # What even the hopeful rate cannot win (the restart only adds to c's score).
+        if weight == 1.0 and r.joules[c] / (1 + u) > (1 - min_gain) * held_joules:
+            continue
+        if weight == 0.0 and p.throughput.value * (1 + u) * (1 - min_gain) < rate:
             continue
         cost_s = 2 * restart_s + trial_s * max(0.0, 1 - p.throughput.value / rate)
         if cost_s > budget * seconds_left:
