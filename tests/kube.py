@@ -119,6 +119,19 @@ def training_job(name: str, low: int, high: int | None = None) -> dict[str, Any]
     }
 
 
+# A workload that serves the progress contract (profiler/progress.py) at the rate it is given
+# (its one argument), as a worker does; the tests run it at half what berth predicts.
+PROGRESSING = """
+import sys, time
+from berth.profiler.progress import Progress
+rate = float(sys.argv[1])
+p, start = Progress("resnet50", 64), time.time()
+while True:
+    time.sleep(0.05)
+    p.advance(int((time.time() - start) * rate) - p.done)
+"""
+
+
 # --- berth's own processes, started by tests -----------------------------------------------
 
 BERTH = Path(sys.executable).parent / "berth"

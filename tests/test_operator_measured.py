@@ -17,7 +17,7 @@ from kubernetes import client
 
 from berth.crds import GROUP, VERSION
 from tests.conftest import ROOT, own_control_plane
-from tests.kube import BerthProcess, eventually, free_port, operator, training_job
+from tests.kube import PROGRESSING, BerthProcess, eventually, free_port, operator, training_job
 from tests.prometheus import Prometheus, binaries, wait_http
 
 pytestmark = [pytest.mark.controlplane, pytest.mark.operator, pytest.mark.prometheus]
@@ -28,16 +28,6 @@ NODES = {
                "cpuCores": 64, "memory": "512Gi"}],
 }  # fmt: skip
 PERIOD_S, WINDOW_S = 3, 4  # resize period and measured window: short, for a test
-# The workload runs at half what berth predicts, on every allocation.
-WORKLOAD = """
-import sys, time
-from berth.profiler.progress import Progress
-rate = float(sys.argv[1])
-p, start = Progress("resnet50", 64), time.time()
-while True:
-    time.sleep(0.05)
-    p.advance(int((time.time() - start) * rate) - p.done)
-"""
 
 
 class Workload:
@@ -54,7 +44,7 @@ class Workload:
         self.stop()
         labels = {"BERTH_JOB": "late", "BERTH_ACCELERATOR": type_id, "BERTH_WORLD_SIZE": str(count)}
         env = os.environ | labels | {"BERTH_METRICS_PORT": str(self.port)}
-        self.proc = subprocess.Popen([sys.executable, "-c", WORKLOAD, str(rate)], env=env)
+        self.proc = subprocess.Popen([sys.executable, "-c", PROGRESSING, str(rate)], env=env)
         self.held = (type_id, count)
         wait_http(f"http://127.0.0.1:{self.port}/metrics")
 

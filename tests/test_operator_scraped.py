@@ -13,22 +13,13 @@ from typing import Any
 import pytest
 
 from e2e.cluster.kubelet import missing_capabilities
-from tests.kube import training_job
+from tests.kube import PROGRESSING, training_job
 from tests.torchrun import Env, start
 
 pytestmark = [pytest.mark.controlplane, pytest.mark.operator, pytest.mark.torchrun]
 ONE_A100 = {"name": "a100", "accelerator": "a100-sxm4-80gb", "gpusPerNode": 8, "nodes": 1,
             "cpuCores": 64, "memory": "512Gi"}  # fmt: skip
 FLAGS = ["--resize-period", "3", "--resize-min-interval", "0", "--measure-window", "4"]
-WORKLOAD = """
-import sys, time
-from berth.profiler.progress import Progress
-rate = float(sys.argv[1])
-p, start = Progress("resnet50", 64), time.time()
-while True:
-    time.sleep(0.05)
-    p.advance(int((time.time() - start) * rate) - p.done)
-"""
 
 
 @pytest.fixture(scope="module")
@@ -60,7 +51,7 @@ def test_a_job_measured_at_its_workers_is_corrected_grown_and_counted_across_a_r
     rate = float(placed["predicted"]["throughput"])
     env.delete("probe")
     deadline_s = 600  # 60 % of it predicted on one device; at half the rate, too late
-    command = ["python", "-c", WORKLOAD, str(rate / 2)]
+    command = ["python", "-c", PROGRESSING, str(rate / 2)]
     env.create(job("late", command, int(0.6 * deadline_s * rate), deadline_s))
 
     def measured() -> dict[str, Any] | None:

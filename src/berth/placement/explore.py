@@ -11,10 +11,11 @@ count, though its prediction alone does not say so, a short run there settles it
     cost_s = 2 restart_s + trial_s * max(0, 1 - rate_c / rate_held)
 
 (u_c: the posterior's relative uncertainty at c; the cost: a restart there and one back,
-and the progress lost over the trial, the least time between resizes, if c is slower). Never a count
-already measured, never one that would risk a deadline the job meets. Once the trial count
-is measured, the job goes back to the count it came from if that scores better by
-`min_gain` (the posterior now knows both); otherwise it stays.
+and the progress lost over the trial, the least time between resizes, if c is slower). Only a
+job measured at the one count it holds (one trial a type), never a count that would risk a
+deadline the job meets. Once the trial count is measured, the job goes back to the count it
+came from if that scores better by `min_gain` (the posterior now knows both); otherwise it
+stays.
 """
 
 from __future__ import annotations
