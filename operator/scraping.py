@@ -9,10 +9,12 @@ name counts from zero) and its labels. Windows as PrometheusProgress makes them:
 at least `window_s` between rounds in which every worker of the job answered under one (type,
 count), without the first window of each such stretch (starting workers read low).
 
-The readings live in memory. So that a restarted operator loses nothing, each period's status
-write keeps samples done and each series' last reading (status.progress.counters); a job first
-read after a restart counts on from them. What a series did between that write and a restart
-of its own is the one thing lost (at most one period of one allocation).
+Samples done are counted on from the job's status, not from memory: each period's status
+write keeps samples done and each series' last reading (status.progress.counters), and the
+next period adds what each series did since (all of a series new since, or one that began
+again). So a restarted operator, or a standby that takes over, counts on from what the last
+writer wrote; what a series did between that write and a restart of its own is the one thing
+lost. The windows live in memory: a new operator has none until it has scraped one.
 """
 
 from __future__ import annotations
@@ -66,35 +68,20 @@ class _Stretch:
 
 @dataclass
 class Counted:
-    """One job's count, fed with its rounds of readings in time order. Pure: no clock, no I/O."""
+    """One job's readings, fed with its rounds in time order, and its windows. Pure: no clock,
+    no I/O."""
 
     window_s: float
-    first: dict[str, float] = field(default_factory=dict)  # each series' first reading
-    last: dict[str, float] = field(default_factory=dict)  # the latest round's
-    since_first: float = 0.0  # samples counted since each series' first reading
-    began: float | None = None  # the time of the first round
-    seed: tuple[float, Mapping[str, float]] | None = None  # (done, counters) of a status before
+    last: dict[str, float] = field(default_factory=dict)  # each series' latest reading
     stretch: _Stretch | None = None
     rates: dict[tuple[str, int], deque[float]] = field(default_factory=dict)
 
     def add(self, t: float, readings: Sequence[Reading], complete: bool) -> None:
         """A round: `complete` when every worker of the job answered."""
-        if self.began is None:
-            self.began = t
-        restarted = False
-        last: dict[str, float] = {}
-        for r in readings:
-            before = self.last.get(r.series)
-            if r.series not in self.first:
-                self.first[r.series] = r.samples  # counted in done(), against the seed
-            elif before is not None and r.samples >= before:
-                self.since_first += r.samples - before
-            else:  # began again (or came back after its pod stopped running): all of it is new
-                self.since_first += r.samples
-                restarted = True
-            last[r.series] = r.samples
+        restarted = any(r.samples < self.last.get(r.series, 0.0) for r in readings)
+        got = {r.series: r.samples for r in readings}
         # A series missing from an incomplete round is still there: keep its last reading.
-        self.last = last if complete else self.last | last
+        self.last = got if complete else self.last | got
         if not complete or not readings:
             return
         keys = {(r.type, r.count) for r in readings}
@@ -102,8 +89,8 @@ class Counted:
             self.stretch = None  # mid-resize, or a worker began again: a new stretch after it
             return
         (key,) = keys
-        series = frozenset(r.series for r in readings)
-        total = sum(r.samples for r in readings)
+        series = frozenset(got)
+        total = sum(got.values())
         s = self.stretch
         if s is None or s.key != key or s.series != series:
             self.stretch = _Stretch(key, series, t, total)
@@ -115,29 +102,17 @@ class Counted:
             self.rates.setdefault(key, deque(maxlen=WINDOWS)).append(rate)
         s.windows, s.t, s.total = s.windows + 1, t, total
 
-    def seeded(self, progress: Mapping[str, Any] | None) -> None:
-        """Count on from a status written before this count began (by an operator before a
-        restart); a status written since is this count's own, and ignored."""
-        if self.seed is not None or self.began is None or not progress:
-            return
-        done, counters, at = (progress.get(k) for k in ("samplesDone", "counters", "measuredAt"))
-        if not isinstance(done, int | float) or not isinstance(at, str):
-            self.seed = (0.0, {})
-            return
-        written = datetime.fromisoformat(at.replace("Z", "+00:00")).timestamp()
-        if written >= self.began:
-            self.seed = (0.0, {})
-            return
-        kept = {str(k): float(v) for k, v in (counters or {}).items() if isinstance(v, int | float)}
-        self.seed = (float(done), kept)
-
-    def done(self) -> float:
-        base, before = self.seed or (0.0, {})
-        firsts = 0.0
-        for series, value in self.first.items():
-            was = before.get(series)
-            firsts += value - was if was is not None and value >= was else value
-        return base + firsts + self.since_first
+    def done(self, progress: Mapping[str, Any] | None) -> float:
+        """Samples done: the status's, plus what each series did since it was written."""
+        written = (progress or {}).get("counters")
+        if not isinstance(written, Mapping):
+            return sum(self.last.values())  # never counted here: all the workers have done
+        base = (progress or {}).get("samplesDone")
+        out = float(base) if isinstance(base, int | float) else 0.0
+        for series, value in self.last.items():
+            was = written.get(series)
+            out += value - was if isinstance(was, int | float) and value >= was else value
+        return out
 
     def measured(self) -> tuple[Measured, ...]:
         return tuple(Measured(t, c, tuple(r)) for (t, c), r in sorted(self.rates.items()) if r)
@@ -245,9 +220,8 @@ class WorkerScraper:
                 if times:
                     count = self.counts.setdefault(key, Counted(self.window_s))
                     count.add(sum(times) / len(times), kept, all(answered))
-            gone = set(self.counts) - set(by_job)
-            for key in gone:
-                del self.counts[key]  # no worker Running: a new run counts from its status
+            for key in set(self.counts) - set(by_job):
+                del self.counts[key]  # no worker Running: its status keeps the count
 
     def _one(self, target: Target) -> tuple[float, list[Reading] | None]:
         try:
@@ -270,6 +244,5 @@ class WorkerScraper:
             count = self.counts.get((namespace, name))
             if count is None:
                 return None  # no worker read yet, or none serves the counter
-            count.seeded(last)
             counters = tuple(sorted(count.last.items()))
-            return JobProgress(count.done(), count.measured(), now, counters)
+            return JobProgress(count.done(last), count.measured(), now, counters)

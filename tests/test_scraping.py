@@ -41,36 +41,49 @@ def steady(count: Counted, rate: float, seconds: int, start: float = 0.0, **kw: 
     return value
 
 
+def written(done: float, **counters: float) -> dict[str, Any]:
+    """status.progress as the last period wrote it."""
+    return {"samplesDone": done, "counters": {f"{k}/a100/1": v for k, v in counters.items()}}
+
+
 def test_a_steady_counter_gives_its_rate_per_window_without_the_first() -> None:
     count = Counted(window_s=4)
     steady(count, 100.0, 17)  # rounds at 0..16 s: windows 0-4, 4-8, 8-12, 12-16
     assert count.measured() == (Measured("a100", 1, (100.0, 100.0, 100.0)),)
-    assert count.done() == 1600.0
 
 
-def test_a_counter_that_begins_again_is_counted_across_its_restart() -> None:
+def test_a_job_never_counted_has_done_what_its_workers_say() -> None:
     count = Counted(window_s=4)
-    count.add(T0, [reading(0)], complete=True)
-    count.add(T0 + 5, [reading(500)], complete=True)
-    count.add(T0 + 6, [reading(30)], complete=True)  # the worker restarted: 30 since
-    assert count.done() == 530.0
+    count.add(T0, [reading(700, pod="a"), reading(300, pod="b")], complete=True)
+    assert count.done(None) == 1000.0
+
+
+def test_samples_done_count_on_from_what_the_status_says() -> None:
+    """Whoever wrote it (this operator a period ago, one before a restart, a replica that
+    has handed over): 5,000 done when the worker's counter read 700; it reads 900 now."""
+    count = Counted(window_s=4)
+    count.add(T0, [reading(900)], complete=True)
+    assert count.done(written(5000, u0=700)) == 5200.0
+
+
+def test_a_counter_that_began_again_since_the_status_counts_from_zero() -> None:
+    count = Counted(window_s=4)
+    count.add(T0, [reading(30)], complete=True)  # below the 500 written: it restarted
+    assert count.done(written(500, u0=500)) == 530.0
 
 
 def test_a_worker_made_anew_under_its_name_is_a_new_series() -> None:
     count = Counted(window_s=4)
-    count.add(T0, [reading(0, pod="old")], complete=True)
-    count.add(T0 + 5, [reading(500, pod="old")], complete=True)
-    count.add(T0 + 6, [reading(600, pod="new")], complete=True)  # higher, yet all new
-    assert count.done() == 1100.0
+    count.add(T0, [reading(600, pod="new")], complete=True)  # higher than the old one's, yet new
+    assert count.done(written(500, old=500)) == 1100.0
 
 
-def test_an_incomplete_round_counts_samples_but_closes_no_window() -> None:
+def test_an_incomplete_round_keeps_the_last_reading_of_who_did_not_answer() -> None:
     count = Counted(window_s=4)
-    two = [reading(0, pod="a"), reading(0, pod="b")]
-    count.add(T0, two, complete=True)
+    count.add(T0, [reading(0, pod="a"), reading(0, pod="b")], complete=True)
     count.add(T0 + 5, [reading(500, pod="a")], complete=False)  # b did not answer
-    assert count.done() == 500.0 and count.measured() == ()
-    assert count.last == {"a/a100/1": 500.0, "b/a100/1": 0.0}  # b's last reading kept
+    assert count.last == {"a/a100/1": 500.0, "b/a100/1": 0.0} and count.measured() == ()
+    assert count.done(written(0, a=0, b=0)) == 500.0
 
 
 def test_rounds_under_two_allocations_at_once_close_no_window() -> None:
@@ -78,35 +91,15 @@ def test_rounds_under_two_allocations_at_once_close_no_window() -> None:
     for s in range(6):
         mixed = [reading(100 * s, pod="a", count=1), reading(100 * s, pod="b", count=2)]
         count.add(T0 + s, mixed, complete=True)
-    assert count.measured() == () and count.done() == 1000.0
+    assert count.measured() == ()
 
 
-def test_a_restarted_operator_counts_on_from_the_status_written_before() -> None:
-    """Before the restart: 5,000 done, the worker's counter at 700. After: the first reading is
-    900, so 200 more, and all that follows."""
-    count = Counted(window_s=4)
-    count.add(T0, [reading(900)], complete=True)
-    count.add(T0 + 1, [reading(1000)], complete=True)
-    before = datetime.fromtimestamp(T0 - 10, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-    count.seeded({"samplesDone": 5000, "counters": {"u0/a100/1": 700}, "measuredAt": before})
-    assert count.done() == 5000 + 200 + 100
-
-
-def test_a_series_that_began_again_since_the_status_counts_from_zero() -> None:
-    count = Counted(window_s=4)
-    count.add(T0, [reading(50)], complete=True)  # below the 700 written: it restarted
-    before = datetime.fromtimestamp(T0 - 10, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-    count.seeded({"samplesDone": 5000, "counters": {"u0/a100/1": 700}, "measuredAt": before})
-    assert count.done() == 5050
-
-
-def test_a_status_written_since_the_count_began_is_its_own_and_not_counted_twice() -> None:
-    count = Counted(window_s=4)
-    count.add(T0, [reading(0)], complete=True)
-    count.add(T0 + 10, [reading(1000)], complete=True)
-    since = datetime.fromtimestamp(T0 + 5, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-    count.seeded({"samplesDone": 500, "counters": {"u0/a100/1": 500}, "measuredAt": since})
-    assert count.done() == 1000
+def test_a_restart_inside_a_stretch_closes_no_window_across_it() -> None:
+    count = Counted(window_s=2)
+    for s, value in enumerate([0, 100, 200, 300, 10, 110, 210, 310, 410, 510]):
+        count.add(T0 + s, [reading(value)], complete=True)
+    # 0-2 (dropped), 2-... then the restart at 4 s; 4-6 (dropped), 6-8 at 100/s
+    assert count.measured() == (Measured("a100", 1, (100.0,)),)
 
 
 CONTRACT = """# HELP berth_job_samples_total Samples this worker has processed.
@@ -190,6 +183,9 @@ def test_the_scraper_answers_a_jobs_progress_from_its_workers() -> None:
     assert got is not None and got.samples_done == 1200.0
     assert got.measured == (Measured("a100", 2, (100.0, 100.0)),)
     assert dict(got.counters) == {"u0/a100/2": 600.0, "u1/a100/2": 600.0}
+    before = {"samplesDone": 1000.0, "counters": {"u0/a100/2": 500.0, "u1/a100/2": 500.0}}
+    again = scraper.of("ml", "train", now - timedelta(minutes=1), now, before)
+    assert again is not None and again.samples_done == 1200.0
 
 
 def test_a_worker_that_does_not_answer_leaves_its_round_incomplete() -> None:
@@ -253,15 +249,3 @@ def test_fetch_refuses_an_answer_past_its_bound(server: tuple[str, list[bytes]])
     body[0] = b"#" * (MAX_BYTES + 1)
     with pytest.raises(ValueError, match="bytes"):
         fetch(url, 2.0)
-
-
-def test_a_worker_first_read_in_a_later_round_after_a_restart_counts_on_from_the_status() -> None:
-    """The first round after the restart missed worker b; its first reading, later, still
-    counts only what it did since the status was written."""
-    count = Counted(window_s=4)
-    count.add(T0, [reading(900, pod="a")], complete=False)
-    count.add(T0 + 1, [reading(1000, pod="a"), reading(450, pod="b")], complete=True)
-    before = datetime.fromtimestamp(T0 - 10, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-    written = {"u/a100/1": 0.0, "a/a100/1": 700.0, "b/a100/1": 400.0}
-    count.seeded({"samplesDone": 5000, "counters": written, "measuredAt": before})
-    assert count.done() == 5000 + (1000 - 700) + (450 - 400)
