@@ -319,15 +319,8 @@ class Round:
                 or len(self.resizes) >= self.settings.max_resizes
             ):
                 continue
-            grown = self.free.take(names, target - r.count)
-            if grown is None:
-                continue
             new_rate = _rate(r, target) or rate
-            gain = f"+{new_rate / rate - 1:.0%} throughput"
-            self.touched.add(r.id)
-            self.resizes.append(
-                Resize(r.id, r.type, _grown(r, grown), r.count, target, reason, gain)
-            )
+            self._step(r, Step(target, reason, f"+{new_rate / rate - 1:.0%} throughput"))
 
     def move(self) -> None:
         """4. Move jobs to another type their objective suits better, onto free devices only."""
@@ -386,9 +379,9 @@ class Round:
         return min(r.job.accelerators.count.max, r.count + self.free.total(names))
 
     def _step(self, r: RunningJob, step: Step | None, trial: bool = False) -> None:
-        """Resize `r` on its type to `step.count`: new workers on free devices, or devices given
-        up from the last workers."""
-        if step is None or step.count > self._top(r):
+        """Resize `r` on its type to `step.count`: new workers on free devices (none if too few
+        are free), or devices given up from the last workers."""
+        if step is None:
             return
         if step.count > r.count:
             grown = self.free.take(self.free.eligible(r.job, r.type), step.count - r.count)
