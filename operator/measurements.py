@@ -68,7 +68,8 @@ def _selector(namespace: str, name: str) -> str:
     return f"{METRIC}_total{{namespace={quoted(namespace)},berth_job={quoted(name)}}}"
 
 
-def _finite(value: Any) -> float | None:
+def counter_value(value: Any) -> float | None:
+    """A counter's value as a number: finite and non-negative, else None."""
     try:
         x = float(value)
     except (TypeError, ValueError):
@@ -101,7 +102,7 @@ class PrometheusProgress:
             query = f"sum(increase({series}[{ran_s:.0f}s]))"
             answer = self.prom.custom_query(query, timeout=self.timeout_s)
             if answer:
-                done = _finite(answer[0]["value"][1])
+                done = counter_value(answer[0]["value"][1])
         step = timedelta(seconds=self.window_s)
         # The newest window ends half a window ago (at least one scrape interval): a window
         # ending now misses the scrapes Prometheus has not taken in yet, and reads low.
@@ -134,7 +135,7 @@ def _windows(answer: Sequence[dict[str, Any]]) -> list[Measured]:
             continue
         type_id = str(labels.get("accelerator") or "")
         values = (s.get("values") or ())[1:]
-        rates = [r for _, v in values if (r := _finite(v)) is not None and r > 0]
+        rates = [r for _, v in values if (r := counter_value(v)) is not None and r > 0]
         if type_id and count > 0 and rates:
             out.append(Measured(type_id, count, tuple(rates[-WINDOWS:])))
     return out

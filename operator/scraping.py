@@ -20,7 +20,6 @@ lost. The windows live in memory: a new operator has none until it has scraped o
 from __future__ import annotations
 
 import logging
-import math
 import threading
 import time
 import urllib.request
@@ -35,7 +34,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from berth.core.posterior import Measured
 from berth.operator.informer import Slim
-from berth.operator.measurements import WINDOWS, JobProgress
+from berth.operator.measurements import WINDOWS, JobProgress, counter_value
 from berth.operator.workers import LABEL_JOB
 from berth.profiler.progress import METRIC
 
@@ -153,9 +152,8 @@ def readings(text: str, job: str, uid: str) -> list[Reading]:
             if s.name != f"{METRIC}_total" or s.labels.get("berth_job") != job:
                 continue
             type_id, world = s.labels.get("accelerator", ""), s.labels.get("world_size", "")
-            value = float(s.value)
-            counted = math.isfinite(value) and value >= 0
-            if counted and type_id and world.isdigit() and int(world) > 0:
+            value = counter_value(s.value)
+            if value is not None and type_id and world.isdigit() and int(world) > 0:
                 out.append(Reading(f"{uid}/{type_id}/{world}", value, type_id, int(world)))
     return out
 
