@@ -132,6 +132,22 @@ while True:
 """
 
 
+def grown_to_meet_its_deadline(
+    until: Callable[..., Any], status: Callable[[str], dict[str, Any]], name: str
+) -> dict[str, Any]:
+    """The job's first resize, once made: checked to grow it from one device for its deadline
+    (the closed-loop tests' late job, corrected by what was measured)."""
+
+    def grown() -> dict[str, Any] | None:
+        resizes = status(name).get("resizes") or []
+        return resizes[0] if resizes else None
+
+    resize: dict[str, Any] = until("grown to meet the deadline", grown, timeout=60)
+    assert resize["fromCount"] == 1 and resize["toCount"] > 1
+    assert resize["reason"] == "meet the deadline"
+    return resize
+
+
 # --- berth's own processes, started by tests -----------------------------------------------
 
 BERTH = Path(sys.executable).parent / "berth"

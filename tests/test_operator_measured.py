@@ -17,7 +17,15 @@ from kubernetes import client
 
 from berth.crds import GROUP, VERSION
 from tests.conftest import ROOT, own_control_plane
-from tests.kube import PROGRESSING, BerthProcess, eventually, free_port, operator, training_job
+from tests.kube import (
+    PROGRESSING,
+    BerthProcess,
+    eventually,
+    free_port,
+    grown_to_meet_its_deadline,
+    operator,
+    training_job,
+)
 from tests.prometheus import Prometheus, binaries, wait_http
 
 pytestmark = [pytest.mark.controlplane, pytest.mark.operator, pytest.mark.prometheus]
@@ -135,13 +143,7 @@ def test_a_job_running_at_half_its_predicted_rate_is_corrected_and_grown_to_meet
     assert progress["plannedThroughput"] == pytest.approx(rate / 2, rel=0.25)
     assert progress["workLeft"] == "measured" and progress["samplesDone"] > 0
 
-    def grown() -> dict[str, Any] | None:
-        resizes = env.status("late").get("resizes") or []
-        return resizes[0] if resizes else None
-
-    resize = env.until("grown to meet the deadline", grown, timeout=60)
-    assert resize["fromCount"] == 1 and resize["toCount"] > 1
-    assert resize["reason"] == "meet the deadline"
+    resize = grown_to_meet_its_deadline(env.until, env.status, "late")
     with capsys.disabled():  # the figures belong in CI's log
         print(
             f"\nmeasured {progress['measuredThroughput']:.0f}/s against {rate:.0f}/s predicted, "

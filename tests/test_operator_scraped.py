@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from e2e.cluster.kubelet import missing_capabilities
-from tests.kube import PROGRESSING, training_job
+from tests.kube import PROGRESSING, grown_to_meet_its_deadline, training_job
 from tests.torchrun import Env, start
 
 pytestmark = [pytest.mark.controlplane, pytest.mark.operator, pytest.mark.torchrun]
@@ -64,13 +64,7 @@ def test_a_job_measured_at_its_workers_is_corrected_grown_and_counted_across_a_r
     assert progress["workLeft"] == "measured" and progress["samplesDone"] > 0
     assert [k.split("/")[1:] for k in progress["counters"]] == [[placed["type"], "1"]]
 
-    def grown() -> dict[str, Any] | None:
-        resizes = env.status("late").get("resizes") or []
-        return resizes[0] if resizes else None
-
-    resize = env.until("grown to meet the deadline", grown, timeout=60)
-    assert resize["fromCount"] == 1 and resize["toCount"] > 1
-    assert resize["reason"] == "meet the deadline"
+    resize = grown_to_meet_its_deadline(env.until, env.status, "late")
 
     before = env.status("late")["progress"]
     env.operator.stop()
